@@ -1,0 +1,45 @@
+from setuptools import find_packages, setup
+
+requires = [
+    "alembic>=1.13",
+    "celery[redis]>=5.5,<6",
+    "plaster_pastedeploy>=1.0",
+    "psycopg[binary]>=3.1",
+    "pyramid>=2.0",
+    "pyramid_openapi3>=0.19",
+    "pyramid_retry>=2.1",
+    "pyramid_tm>=2.5",
+    "PyYAML>=6",
+    "redis>=5",
+    "SQLAlchemy>=2.0,<2.2",
+    "transaction>=4",
+    "waitress>=3",
+    "zope.sqlalchemy>=3",
+]
+
+tests_require = [
+    "pytest>=8",
+    "pytest-timeout>=2.3",
+    "WebTest>=3",
+]
+
+setup(
+    name="warehouse",
+    version="0.1.0",
+    description="Batch jobs over a warehouse's products and shipments, fanned out to Celery workers",
+    packages=find_packages(exclude=["tests", "tests.*"]),
+    include_package_data=True,
+    package_data={"warehouse": ["openapi.yaml", "templates/*", "migrations/*.py", "migrations/versions/*.py"]},
+    zip_safe=False,
+    python_requires=">=3.11",
+    install_requires=requires,
+    extras_require={"testing": tests_require},
+    entry_points={
+        "paste.app_factory": ["main = warehouse:main"],
+        "console_scripts": [
+            "initialize_warehouse_db = warehouse.scripts.initialize_db:main",
+            "warehouse-seed = warehouse.scripts.seed:main",
+            "warehouse-run = warehouse.scripts.run:main",
+        ],
+    },
+)

@@ -1,0 +1,33 @@
+"""Which errors are worth retrying, and how long to wait before the next attempt."""
+
+from __future__ import annotations
+
+import kombu.exceptions
+import redis.exceptions
+import sqlalchemy.exc
+from celery.utils.time import get_exponential_backoff_interval
+
+# Errors that say "not now" rather than "never": the database restarting, a deadlock or lock
+# timeout, the broker or Redis going away. Anything else is a bug or bad data, and retrying it
+# only delays the failure report.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, TRANSIENT_ERRORS)
+
+
+def backoff_seconds(retries: int, factor: int = 1, maximum: int = 120) -> int:
+    """Exponential backoff with full jitter: a random wait in [0, factor * 2**retries], capped."""
+    return get_exponential_backoff_interval(factor=factor, retries=retries, maximum=maximum, full_jitter=True)

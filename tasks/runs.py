@@ -1,0 +1,115 @@
+"""The three tasks of a run: plan and fan out, process one chunk, finish.
+
+The ledger (``warehouse.ledger``) holds the state; these tasks only move it along and decide what
+to retry. A chunk that fails for good records the failure and returns normally, because a chord
+skips its callback when any header task raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, Task, chain, group
+
+from warehouse import ledger
+
+from .retry import backoff_seconds, is_transient
+
+logger = logging.getLogger(__name__)
+
+# processFinished waits (re-queues itself) while chunks are unfinished, e.g. a redelivered chunk the
+# chord counted twice. Past this many waits the reconciler takes over.
+FINISH_WAIT_SECONDS = 5
+FINISH_MAX_WAITS = 720
+
+
+class WarehouseTask(Task):
+    abstract = True
+
+    @property
+    def context(self):  # type: ignore[no-untyped-def]
+        return self.app.warehouse
+
+    def retry_later(self, error: BaseException) -> Exception:
+        """The Retry to raise for a transient ``error``, with exponential backoff and jitter."""
+        settings = self.context.settings
+        countdown = backoff_seconds(
+            self.request.retries,
+            factor=int(settings.get("warehouse.retry_backoff_seconds", 1)),
+            maximum=int(settings.get("warehouse.retry_backoff_max_seconds", 120)),
+        )
+        logger.warning("%s %s: %s; retrying in %ss", self.name, self.request.args, error, countdown)
+        return self.retry(exc=error, countdown=countdown)
+
+
+def process_whole_warehouse(self: WarehouseTask, run_id: int) -> int:
+    """Plan the run's chunks in the ledger and dispatch them as a chord; returns the chunk count."""
+    try:
+        with self.context.transaction() as session:
+            plan = ledger.plan_run(session, run_id)
+    except Exception as error:
+        if is_transient(error) and self.request.retries < self.max_retries:
+            raise self.retry_later(error) from error
+        raise
+    if plan is None:
+        logger.info("run %s was planned already; nothing to dispatch", run_id)
+        return 0
+
+    finished = self.app.signature("processFinished", args=(run_id,))
+    if not plan:
+        # Nothing to do: finish the run through the same callback, with no chunk results.
+        finished.clone(args=([], run_id)).apply_async()
+        return 0
+    chunks = [
+        self.app.signature("processSomeProducts", args=(run_id, chunk.start_id, chunk.end_id)) for chunk in plan
+    ]
+    chain(group(chunks), finished).apply_async()
+    logger.info("run %s: dispatched %s chunks", run_id, len(chunks))
+    return len(chunks)
+
+
+def process_some_products(self: WarehouseTask, run_id: int, start_id: int, end_id: int) -> str:
+    """Do one chunk's work; record a permanent failure on the chunk instead of raising it.
+
+    Returns a short word (done, failed, skipped): the chord keeps every result until the callback,
+    so results stay small; the counts live in the ledger.
+    """
+    try:
+        with self.context.transaction() as session:
+            outcome = ledger.process_chunk(session, run_id, start_id, self.request.hostname, self.context.settings)
+    except Exception as error:
+        if is_transient(error) and self.request.retries < self.max_retries:
+            raise self.retry_later(error) from error
+        logger.exception("run %s chunk %s-%s failed for good", run_id, start_id, end_id)
+        with self.context.transaction() as session:
+            ledger.fail_chunk(session, run_id, start_id, f"{type(error).__name__}: {error}")
+        return "failed"
+    if outcome is None:
+        logger.info("run %s chunk %s-%s was finished already; skipped", run_id, start_id, end_id)
+        return "skipped"
+    return "done"
+
+
+def process_finished(self: WarehouseTask, results: list[Any], run_id: int) -> str:
+    """Write the run's result and terminal status, once, when the ledger says every chunk ended."""
+    try:
+        with self.context.transaction() as session:
+            outcome = ledger.finalise_run(session, run_id)
+    except Exception as error:
+        if is_transient(error) and self.request.retries < self.max_retries:
+            raise self.retry_later(error) from error
+        raise
+    if outcome == ledger.FinaliseResult.WAIT:
+        raise self.retry(countdown=FINISH_WAIT_SECONDS, max_retries=FINISH_MAX_WAITS)
+    if outcome != ledger.FinaliseResult.DONE_ALREADY:
+        logger.info("run %s finished: %s", run_id, outcome)
+    return outcome
+
+
+def register(app: Celery) -> None:
+    """Register the three tasks on ``app`` under the names the design fixes."""
+    common: dict[str, Any] = {"bind": True, "base": WarehouseTask, "acks_late": True, "max_retries": 5}
+    app.task(name="processWholeWarehouse", **common)(process_whole_warehouse)
+    app.task(name="processSomeProducts", **common)(process_some_products)
+    app.task(name="processFinished", **common)(process_finished)

@@ -1,0 +1,23 @@
+"""warehouse: batch jobs over a warehouse's products and shipments, fanned out to Celery workers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.config import Configurator
+from pyramid.router import Router
+
+from .settings import apply_environment
+
+
+def main(global_config: dict[str, Any], **settings: Any) -> Router:
+    """The WSGI application (the paste ``app_factory``)."""
+    settings = apply_environment(settings)
+    with Configurator(settings=settings) as config:
+        config.include(".security")
+        config.include(".models")
+        config.include(".dispatch")
+        config.include(".openapi")
+        config.include(".routes")
+        config.scan(".views")
+    return config.make_wsgi_app()

@@ -1,0 +1,274 @@
+"""State transitions of runs and chunks, as SQL against the ledger tables.
+
+Every function here takes a session whose transaction the caller owns (a request's, or a task's), so
+what a function changes is committed or rolled back together with the caller's work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Mapping
+
+from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from . import operations
+from .models import (
+    ACTIVE_RUN_STATUSES,
+    UNFINISHED_CHUNK_STATUSES,
+    ChunkStatus,
+    Run,
+    RunChunk,
+    RunStatus,
+    Warehouse,
+)
+from .operations import ChunkOutcome, ChunkWork
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class ActiveRunExists(Exception):
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"run {run_id} of this operation is still active on this warehouse")
+        self.run_id = run_id
+
+
+def create_run(
+    session: Session,
+    warehouse: Warehouse,
+    operation: str,
+    chunk_size: int,
+    tolerated_failure_percent: Decimal = Decimal(0),
+) -> Run:
+    """Record a pending run. The caller enqueues ``processWholeWarehouse`` once this commits."""
+    active = session.scalar(
+        select(Run.id).where(
+            Run.warehouse_id == warehouse.id,
+            Run.operation == operation,
+            Run.status.in_(ACTIVE_RUN_STATUSES),
+        )
+    )
+    if active is not None:
+        raise ActiveRunExists(active)
+    run = Run(
+        warehouse_id=warehouse.id,
+        operation=operation,
+        status=RunStatus.PENDING,
+        chunk_size=chunk_size,
+        tolerated_failure_percent=tolerated_failure_percent,
+    )
+    try:
+        # A savepoint, so losing the race on the partial unique index leaves the caller's
+        # transaction usable for the 409 answer.
+        with session.begin_nested():
+            session.add(run)
+    except IntegrityError:
+        active = session.scalar(
+            select(Run.id).where(
+                Run.warehouse_id == warehouse.id,
+                Run.operation == operation,
+                Run.status.in_(ACTIVE_RUN_STATUSES),
+            )
+        )
+        raise ActiveRunExists(active or 0) from None
+    return run
+
+
+@dataclass(frozen=True)
+class ChunkBounds:
+    start_id: int
+    end_id: int
+
+
+def plan_run(session: Session, run_id: int) -> list[ChunkBounds] | None:
+    """Move a pending run to running and write its chunk rows; None if it was planned already.
+
+    Chunk boundaries are computed by the database in one statement: number the covered ids in order
+    and cut every ``chunk_size`` rows (keyset ranges, no OFFSET, no ids loaded into Python).
+    """
+    started = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.PENDING)
+        .values(status=RunStatus.RUNNING, started_at=utcnow())
+        .returning(Run.warehouse_id, Run.operation, Run.chunk_size, Run.started_at)
+    ).one_or_none()
+    if started is None:
+        return None
+    warehouse_id, operation_name, chunk_size, started_at = started
+    operation = operations.get(operation_name)
+
+    covered = operation.item_ids(warehouse_id, started_at.date()).subquery()
+    numbered = select(
+        covered.c.id,
+        ((func.row_number().over(order_by=covered.c.id) - 1) // chunk_size).label("seq"),
+    ).subquery()
+    plan = select(
+        literal(run_id),
+        numbered.c.seq,
+        func.min(numbered.c.id),
+        func.max(numbered.c.id),
+        func.count(),
+        literal(ChunkStatus.PENDING.value),
+        literal(0),
+        literal(0),
+        literal(0),
+    ).group_by(numbered.c.seq)
+    session.execute(
+        insert(RunChunk).from_select(
+            ["run_id", "seq", "start_id", "end_id", "item_count", "status", "attempts", "items_done", "items_failed"],
+            plan,
+        )
+    )
+    chunks_total, items_total, last_item_id = session.execute(
+        select(func.count(), func.coalesce(func.sum(RunChunk.item_count), 0), func.max(RunChunk.end_id)).where(
+            RunChunk.run_id == run_id
+        )
+    ).one()
+    session.execute(
+        update(Run)
+        .where(Run.id == run_id)
+        .values(chunks_total=chunks_total, items_total=items_total, last_item_id=last_item_id)
+    )
+    rows = session.execute(
+        select(RunChunk.start_id, RunChunk.end_id).where(RunChunk.run_id == run_id).order_by(RunChunk.seq)
+    )
+    return [ChunkBounds(start, end) for start, end in rows]
+
+
+def process_chunk(
+    session: Session, run_id: int, start_id: int, hostname: str | None, settings: Mapping[str, Any]
+) -> ChunkOutcome | None:
+    """Claim a chunk, do its work and record the outcome, all in the caller's transaction.
+
+    The claim is a conditional UPDATE: it takes the chunk's row lock, so a second delivery of the same
+    chunk waits until this transaction ends and then finds it done (None: nothing to do). If the worker
+    dies, its connection dies with it and the lock is released for the redelivered message.
+    """
+    chunk = session.execute(
+        update(RunChunk)
+        .where(
+            RunChunk.run_id == run_id,
+            RunChunk.start_id == start_id,
+            RunChunk.status.in_(UNFINISHED_CHUNK_STATUSES),
+        )
+        .values(
+            status=ChunkStatus.RUNNING,
+            attempts=RunChunk.attempts + 1,
+            worker_hostname=hostname,
+            started_at=utcnow(),
+        )
+        .returning(RunChunk.id, RunChunk.end_id)
+    ).one_or_none()
+    if chunk is None:
+        return None
+    chunk_id, end_id = chunk
+    run = session.get_one(Run, run_id)
+    operation = operations.get(run.operation)
+    work = ChunkWork(
+        session=session,
+        run_id=run_id,
+        warehouse_id=run.warehouse_id,
+        start_id=start_id,
+        end_id=end_id,
+        settings=settings,
+        planned_on=(run.started_at or utcnow()).date(),
+    )
+    outcome = operation.process_chunk(work)
+    status = ChunkStatus.FAILED if outcome.items_failed and not outcome.items_done else ChunkStatus.DONE
+    session.execute(
+        update(RunChunk)
+        .where(RunChunk.id == chunk_id)
+        .values(
+            status=status,
+            items_done=outcome.items_done,
+            items_failed=outcome.items_failed,
+            summary=outcome.summary,
+            finished_at=utcnow(),
+        )
+    )
+    _count_finished_chunk(session, run_id, status, outcome.items_done, outcome.items_failed)
+    return outcome
+
+
+def fail_chunk(session: Session, run_id: int, start_id: int, error: str) -> bool:
+    """Record that a chunk failed for good; False if it had already finished."""
+    failed = session.execute(
+        update(RunChunk)
+        .where(
+            RunChunk.run_id == run_id,
+            RunChunk.start_id == start_id,
+            RunChunk.status.in_(UNFINISHED_CHUNK_STATUSES),
+        )
+        .values(status=ChunkStatus.FAILED, error=error[:4000], finished_at=utcnow())
+        .returning(RunChunk.item_count)
+    ).one_or_none()
+    if failed is None:
+        return False
+    _count_finished_chunk(session, run_id, ChunkStatus.FAILED, 0, failed.item_count)
+    return True
+
+
+def _count_finished_chunk(session: Session, run_id: int, status: str, items_done: int, items_failed: int) -> None:
+    values: dict[str, Any] = {
+        "items_done": Run.items_done + items_done,
+        "items_failed": Run.items_failed + items_failed,
+        "updated_at": utcnow(),
+    }
+    if status == ChunkStatus.DONE:
+        values["chunks_done"] = Run.chunks_done + 1
+    else:
+        values["chunks_failed"] = Run.chunks_failed + 1
+    session.execute(update(Run).where(Run.id == run_id).values(**values))
+
+
+class FinaliseResult:
+    WAIT = "wait"  # chunks are still unfinished: try again later
+    DONE_ALREADY = "done_already"  # an earlier call finalised the run
+
+
+def finalise_run(session: Session, run_id: int) -> str:
+    """Write the run's result and terminal status once every chunk has finished.
+
+    Returns the status set, or a ``FinaliseResult`` constant. The final UPDATE is conditional on the
+    run still being active, so however often this runs, the result is written once.
+    """
+    run = session.get_one(Run, run_id)
+    if run.status not in (RunStatus.RUNNING, RunStatus.CANCELLING):
+        return FinaliseResult.DONE_ALREADY
+    unfinished = session.scalar(
+        select(func.count()).where(RunChunk.run_id == run_id, RunChunk.status.in_(UNFINISHED_CHUNK_STATUSES))
+    )
+    if unfinished:
+        return FinaliseResult.WAIT
+
+    operation = operations.get(run.operation)
+    summaries = session.scalars(
+        select(RunChunk.summary).where(RunChunk.run_id == run_id, RunChunk.status == ChunkStatus.DONE)
+    )
+    result = operation.summarise(summary for summary in summaries if summary)
+    result.update(items_processed=run.items_done, items_failed=run.items_failed)
+    status = decide_status(run)
+    finalised = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status.in_((RunStatus.RUNNING, RunStatus.CANCELLING)))
+        .values(status=status, result=result, finished_at=utcnow())
+    )
+    return status if finalised.rowcount == 1 else FinaliseResult.DONE_ALREADY
+
+
+def decide_status(run: Run) -> RunStatus:
+    if run.status == RunStatus.CANCELLING:
+        return RunStatus.CANCELLED
+    if not run.items_failed and not run.chunks_failed:
+        return RunStatus.SUCCEEDED
+    if not run.items_total:
+        return RunStatus.FAILED
+    failed_percent = Decimal(run.items_failed) * 100 / Decimal(run.items_total)
+    if failed_percent <= Decimal(run.tolerated_failure_percent or 0):
+        return RunStatus.PARTIALLY_FAILED
+    return RunStatus.FAILED

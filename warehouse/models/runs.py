@@ -1,0 +1,120 @@
+"""The ledger of batch runs: the database, not the broker, is the source of truth for their state."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .inventory import BigIntKey
+from .meta import Base
+
+
+class RunStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_FAILED = "partially_failed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.CANCELLING)
+
+
+class ChunkStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+UNFINISHED_CHUNK_STATUSES = (ChunkStatus.PENDING, ChunkStatus.RUNNING)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        # At most one active run of an operation per warehouse, enforced by the database so two
+        # concurrent POSTs cannot both get in.
+        Index(
+            "uq_runs_one_active_per_operation",
+            "warehouse_id",
+            "operation",
+            unique=True,
+            postgresql_where=text("status IN ('pending', 'running', 'cancelling')"),
+            sqlite_where=text("status IN ('pending', 'running', 'cancelling')"),
+        ),
+        Index("ix_runs_warehouse_id_id", "warehouse_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id", ondelete="CASCADE"))
+    operation: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.PENDING)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    tolerated_failure_percent: Mapped[Decimal] = mapped_column(Numeric(5, 2), default=0)
+    # Highest item id the plan covers: items created after planning are not part of the run.
+    last_item_id: Mapped[int | None] = mapped_column(BigIntKey)
+
+    # Progress counters, bumped in the same transaction that finishes a chunk, so a poll reads one row.
+    chunks_total: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_failed: Mapped[int] = mapped_column(Integer, default=0)
+    items_total: Mapped[int] = mapped_column(Integer, default=0)
+    items_done: Mapped[int] = mapped_column(Integer, default=0)
+    items_failed: Mapped[int] = mapped_column(Integer, default=0)
+
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=_utcnow, onupdate=_utcnow, server_default=func.now()
+    )
+
+
+class RunChunk(Base):
+    __tablename__ = "run_chunks"
+    __table_args__ = (
+        UniqueConstraint("run_id", "start_id", name="uq_run_chunks_run_id_start_id"),
+        Index("ix_run_chunks_run_id_status", "run_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    start_id: Mapped[int] = mapped_column(BigIntKey)
+    end_id: Mapped[int] = mapped_column(BigIntKey)
+    item_count: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default=ChunkStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    items_done: Mapped[int] = mapped_column(Integer, default=0)
+    items_failed: Mapped[int] = mapped_column(Integer, default=0)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    worker_hostname: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

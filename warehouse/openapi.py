@@ -1,0 +1,26 @@
+"""The OpenAPI document: every API request and response is validated against it (pyramid_openapi3)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from pyramid.config import Configurator
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.security import NO_PERMISSION_REQUIRED
+
+SPEC_PATH = Path(__file__).with_name("openapi.yaml")
+
+
+def includeme(config: Configurator) -> None:
+    config.include("pyramid_openapi3")
+    config.pyramid_openapi3_spec(str(SPEC_PATH), route="/api/openapi.yaml", route_name="api.openapi.yaml")
+    spec_json = json.dumps(yaml.safe_load(SPEC_PATH.read_text()), indent=2)
+
+    def openapi_json(request: Request) -> Response:
+        return Response(spec_json, content_type="application/json", charset="utf-8")
+
+    config.add_route("api.openapi.json", "/api/openapi.json")
+    config.add_view(openapi_json, route_name="api.openapi.json", permission=NO_PERMISSION_REQUIRED)

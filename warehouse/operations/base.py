@@ -1,0 +1,63 @@
+"""What an operation is: which rows a run covers, what one chunk does, how a run is summarised."""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sqlalchemy import ColumnElement, Select
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class ChunkWork:
+    """One chunk's slice of a run: items with ``start_id <= id <= end_id`` of one warehouse."""
+
+    session: Session
+    run_id: int
+    warehouse_id: int
+    start_id: int
+    end_id: int
+    settings: Mapping[str, Any]
+    # The day the run was planned on, so date windows do not move under a run that crosses midnight.
+    planned_on: dt.date
+
+
+@dataclass
+class ItemFailure:
+    item_id: int
+    error: str
+
+
+@dataclass
+class ChunkOutcome:
+    items_done: int
+    items_failed: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+    failures: list[ItemFailure] = field(default_factory=list)
+
+
+class Operation(abc.ABC):
+    """A plug-in that a run applies to one warehouse. Subclass it and register an instance."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    @abc.abstractmethod
+    def item_ids(self, warehouse_id: int, today: dt.date) -> Select[tuple[int]]:
+        """The keyset query: a SELECT of the ``id`` column of every item the run covers."""
+
+    @abc.abstractmethod
+    def process_chunk(self, work: ChunkWork) -> ChunkOutcome:
+        """Do the work for the items of one chunk, inside ``work.session``'s transaction."""
+
+    @abc.abstractmethod
+    def summarise(self, summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """Combine the chunks' summaries into the run's result."""
+
+    @staticmethod
+    def in_chunk(id_column: ColumnElement[int], work: ChunkWork) -> ColumnElement[bool]:
+        return id_column.between(work.start_id, work.end_id)

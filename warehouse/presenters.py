@@ -1,0 +1,74 @@
+"""JSON shapes of the API's resources, shared by the views and the command-line scripts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from .models import Run, RunStatus, Warehouse
+
+TERMINAL_RUN_STATUSES = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.PARTIALLY_FAILED, RunStatus.FAILED, RunStatus.CANCELLED}
+)
+
+
+def isoformat(moment: dt.datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite hands back naive datetimes; we only ever store UTC
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.isoformat()
+
+
+def warehouse_json(warehouse: Warehouse, products: int, shipments: int) -> dict[str, Any]:
+    return {
+        "code": warehouse.code,
+        "name": warehouse.name,
+        "products": products,
+        "shipments": shipments,
+        "created_at": isoformat(warehouse.created_at),
+    }
+
+
+def eta_seconds(run: Run, now: dt.datetime | None = None) -> float | None:
+    """Seconds left at the average pace so far; 0 once the run has ended, None before any progress."""
+    if run.status in TERMINAL_RUN_STATUSES:
+        return 0.0
+    finished = run.items_done + run.items_failed
+    if run.started_at is None or not finished or not run.items_total:
+        return None
+    started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=dt.timezone.utc)
+    elapsed = ((now or dt.datetime.now(dt.timezone.utc)) - started).total_seconds()
+    remaining = max(run.items_total - finished, 0)
+    return round(elapsed / finished * remaining, 1)
+
+
+def run_json(run: Run, warehouse_code: str) -> dict[str, Any]:
+    chunks_finished = run.chunks_done + run.chunks_failed
+    return {
+        "id": run.id,
+        "warehouse": warehouse_code,
+        "operation": run.operation,
+        "status": run.status,
+        "chunk_size": run.chunk_size,
+        "tolerated_failure_percent": float(run.tolerated_failure_percent or 0),
+        "chunks": {
+            "total": run.chunks_total,
+            "done": run.chunks_done,
+            "failed": run.chunks_failed,
+            "remaining": max(run.chunks_total - chunks_finished, 0),
+        },
+        "items": {
+            "total": run.items_total,
+            "done": run.items_done,
+            "failed": run.items_failed,
+            "remaining": max(run.items_total - run.items_done - run.items_failed, 0),
+        },
+        "created_at": isoformat(run.created_at),
+        "started_at": isoformat(run.started_at),
+        "finished_at": isoformat(run.finished_at),
+        "eta_seconds": eta_seconds(run),
+        "result": run.result,
+        "error": run.error,
+        "links": {"self": f"/api/runs/{run.id}", "page": f"/runs/{run.id}"},
+    }
