@@ -29,7 +29,7 @@ setup(
     description="Batch jobs over a warehouse's products and shipments, fanned out to Celery workers",
     packages=find_packages(exclude=["tests", "tests.*"]),
     include_package_data=True,
-    package_data={"warehouse": ["openapi.yaml", "templates/*", "migrations/*.py", "migrations/versions/*.py"]},
+    package_data={"warehouse": ["openapi.yaml", "templates/*", "migrations/*.py", "migrations/script.py.mako", "migrations/versions/*.py"]},
     zip_safe=False,
     python_requires=">=3.11",
     install_requires=requires,
