@@ -10,6 +10,7 @@ requires = [
     "pyramid_retry>=2.1",
     "pyramid_tm>=2.5",
     "PyYAML>=6",
+    "tqdm>=4.60",
     "redis>=5",
     "SQLAlchemy>=2.0,<2.2",
     "transaction>=4",

@@ -11,12 +11,10 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init
-from pyramid.paster import get_appsettings
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from warehouse.db import make_engine, make_session_factory
-from warehouse.settings import apply_environment
 
 # Delivery settings; each is explained in the README's "Delivery settings" section.
 CELERY_DEFAULTS: dict[str, Any] = {
@@ -31,10 +29,6 @@ CELERY_DEFAULTS: dict[str, Any] = {
     "broker_transport_options": {"visibility_timeout": 4 * 3600},
     "broker_connection_retry_on_startup": True,
 }
-
-
-def load_settings(ini_path: str) -> dict[str, Any]:
-    return apply_environment(get_appsettings(ini_path, name="main"))
 
 
 def _parse(value: Any) -> Any:

@@ -2,7 +2,9 @@
 
 import os
 
-from .app import load_settings, make_celery
+from warehouse.settings import load_settings
+
+from .app import make_celery
 
 if not os.environ.get("WAREHOUSE_INI"):
     raise RuntimeError("Set WAREHOUSE_INI to the ini file to build the Celery app from, e.g. production.ini")

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from pyramid.paster import get_appsettings
 from pyramid.settings import asbool
 
 # setting name -> environment variables, first one set wins
@@ -44,3 +45,8 @@ def apply_environment(settings: Mapping[str, Any], environ: Mapping[str, str] | 
 
 def chunk_size(settings: Mapping[str, Any]) -> int:
     return int(settings.get("warehouse.chunk_size", DEFAULT_CHUNK_SIZE))
+
+
+def load_settings(config_uri: str) -> dict:
+    """The ``[app:main]`` settings of an ini file, with environment overrides applied."""
+    return apply_environment(get_appsettings(config_uri, name="main"))

@@ -9,11 +9,11 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from pyramid.paster import get_appsettings, setup_logging
+from pyramid.paster import setup_logging
 from sqlalchemy import make_url
 
 from warehouse.migrate import upgrade
-from warehouse.settings import apply_environment
+from warehouse.settings import load_settings
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -40,7 +40,7 @@ def ensure_sqlite_directory(url: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.config_uri)
-    settings = apply_environment(get_appsettings(args.config_uri))
+    settings = load_settings(args.config_uri)
     ensure_sqlite_directory(settings["sqlalchemy.url"])
     upgrade(settings)
     return 0

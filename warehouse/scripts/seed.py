@@ -17,12 +17,12 @@ from itertools import islice
 from typing import Any
 
 from psycopg import sql
-from pyramid.paster import get_appsettings, setup_logging
+from pyramid.paster import setup_logging
 from sqlalchemy import Column, Connection, Engine, Table, insert, select, text
 
 from warehouse.db import make_engine
 from warehouse.models import Product, Shipment, Warehouse
-from warehouse.settings import apply_environment
+from warehouse.settings import load_settings
 
 SKU_PREFIX = "SKU-"
 REFERENCE_PREFIX = "SHP-"
@@ -91,6 +91,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"share of the shipments due in the next {DUE_WINDOW_DAYS} days (default: one third)",
     )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    parser.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="add nothing if the warehouse exists already (so `make run` seeds the demo once)",
+    )
     return parser.parse_args(argv)
 
 
@@ -145,6 +150,11 @@ def ensure_warehouse(connection: Connection, code: str, name: str) -> int:
         created = connection.execute(insert(Warehouse).values(code=code, name=name))
         warehouse_id = created.inserted_primary_key[0]
     return warehouse_id
+
+
+def warehouse_exists(engine: Engine, code: str) -> bool:
+    with engine.connect() as connection:
+        return connection.scalar(select(Warehouse.id).where(Warehouse.code == code)) is not None
 
 
 def next_numbers(connection: Connection, column: Column, warehouse_id: int, prefix: str, count: int) -> range:
@@ -227,8 +237,12 @@ def seed(
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.config_uri)
-    engine = make_engine(apply_environment(get_appsettings(args.config_uri)))
+    engine = make_engine(load_settings(args.config_uri))
     started = time.perf_counter()
+    if args.if_missing and warehouse_exists(engine, args.warehouse):
+        print(f"warehouse-seed: warehouse {args.warehouse!r} exists; nothing added (--if-missing)")
+        engine.dispose()
+        return 0
     try:
         seed(
             engine,

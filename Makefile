@@ -1,0 +1,40 @@
+# `make run` and `make test` do all the set-up from a fresh clone: virtualenv, install, migrate.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+INI ?= development.ini
+
+.PHONY: install run test test-fast bench worker clean
+
+$(INSTALLED): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[testing]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+# The embedded default: SQLite, in-process broker and worker; demo data loaded once.
+run: install
+	$(BIN)/initialize_warehouse_db $(INI)
+	$(BIN)/warehouse-seed $(INI) --warehouse demo --name "Demo warehouse" --products 10000 --shipments 2000 --if-missing
+	$(BIN)/pserve $(INI)
+
+# The whole suite: unit, functional, and integration (real PostgreSQL, Redis and worker processes).
+test: install
+	$(BIN)/python -m pytest
+
+# Unit and functional tests only: no services needed.
+test-fast: install
+	$(BIN)/python -m pytest tests/unit tests/functional
+
+# A worker for production.ini (scale out by starting more, on any machine that reaches the broker).
+worker: install
+	WAREHOUSE_INI=production.ini $(BIN)/celery -A tasks worker --loglevel=INFO
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) var *.egg-info .pytest_cache

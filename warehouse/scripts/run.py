@@ -1,0 +1,144 @@
+"""``warehouse-run INI CODE OPERATION``: start a run and print it as JSON, optionally waiting for it.
+
+The seed post's management command, as a client of the engine: the work happens in Celery workers
+(or, with development.ini, in a worker inside this process), and this command only starts the run
+and watches its counters in the ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from pyramid.paster import setup_logging
+from pyramid.settings import asbool
+from sqlalchemy import select
+from tqdm import tqdm
+
+from tasks.app import make_celery
+from warehouse import ledger, operations
+from warehouse.db import make_engine, make_session_factory, transaction
+from warehouse.models import Run, RunStatus, Warehouse
+from warehouse.presenters import TERMINAL_RUN_STATUSES, run_json
+from warehouse.settings import MAX_CHUNK_SIZE, chunk_size, load_settings
+
+POLL_SECONDS = 0.5
+
+
+def positive_chunk_size(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_CHUNK_SIZE:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_CHUNK_SIZE}")
+    return value
+
+
+def percent(text: str) -> Decimal:
+    value = Decimal(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError("must be between 0 and 100")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="warehouse-run",
+        description="Start a run of OPERATION over warehouse CODE and print it as JSON. "
+        "Exit status: 0 if the run succeeded (or was started, without --wait), 1 if it ended otherwise, "
+        "2 for bad arguments.",
+    )
+    parser.add_argument("config_uri", metavar="INI", help="the application's ini file")
+    parser.add_argument("warehouse", metavar="CODE", help="the warehouse's code")
+    parser.add_argument("operation", metavar="OPERATION", help=f"one of: {', '.join(operations.names())}")
+    parser.add_argument("--chunk-size", type=positive_chunk_size, help="items per chunk (default: warehouse.chunk_size)")
+    parser.add_argument(
+        "--tolerated-failure-percent", type=percent, default=Decimal(0), help="failed items allowed, in %% (default 0)"
+    )
+    parser.add_argument("--wait", action="store_true", help="show progress on stderr until the run ends")
+    return parser.parse_args(argv)
+
+
+def fail(message: str) -> int:
+    print(f"warehouse-run: error: {message}", file=sys.stderr)
+    return 2
+
+
+def print_json(document: dict[str, Any]) -> None:
+    print(json.dumps(document, indent=2))
+
+
+def wait_for(session_factory, run_id: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Poll the ledger's counters (never the broker) until the run ends, with a progress bar."""
+    with tqdm(total=None, unit="item", file=sys.stderr, dynamic_ncols=True) as bar:
+        while True:
+            with transaction(session_factory) as session:
+                run, code = session.execute(
+                    select(Run, Warehouse.code).join(Warehouse).where(Run.id == run_id)
+                ).one()
+                document = run_json(run, code)
+            if run.items_total and bar.total != run.items_total:
+                bar.total = run.items_total
+            bar.set_postfix_str(f"{run.status}, {run.chunks_done + run.chunks_failed}/{run.chunks_total} chunks")
+            bar.update(run.items_done + run.items_failed - bar.n)
+            if run.status in TERMINAL_RUN_STATUSES:
+                return document
+            time.sleep(POLL_SECONDS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.config_uri)
+    settings = load_settings(args.config_uri)
+    if args.operation not in operations.names():
+        return fail(f"unknown operation {args.operation!r}; known: {', '.join(operations.names())}")
+
+    session_factory = make_session_factory(make_engine(settings))
+    with transaction(session_factory) as session:
+        warehouse = session.scalar(select(Warehouse).where(Warehouse.code == args.warehouse))
+        if warehouse is None:
+            return fail(f"no warehouse with code {args.warehouse!r}")
+        try:
+            run = ledger.create_run(
+                session,
+                warehouse,
+                args.operation,
+                chunk_size=args.chunk_size or chunk_size(settings),
+                tolerated_failure_percent=args.tolerated_failure_percent,
+            )
+        except ledger.ActiveRunExists as exists:
+            return fail(f"{exists} (run {exists.run_id})")
+        session.flush()
+        run_id = run.id
+        document = run_json(run, warehouse.code)
+
+    celery_app = make_celery(settings)
+    wait = args.wait
+    if asbool(settings.get("celery.embedded_worker", False)):
+        # The in-memory broker lives in this process, so the work does too: start a worker and
+        # stay until the run ends, or nobody would ever do it.
+        from tasks.embedded import start_embedded_worker
+
+        start_embedded_worker(celery_app, concurrency=int(settings.get("celery.embedded_concurrency", 4)))
+        wait = True
+    # Sent after the commit above, so the worker finds the run. If this fails the run stays pending
+    # in the ledger until the reconciler starts it.
+    celery_app.send_task("processWholeWarehouse", args=[run_id])
+
+    if not wait:
+        print_json(document)
+        return 0
+    try:
+        document = wait_for(session_factory, run_id)
+    except KeyboardInterrupt:
+        print(f"\nstopped watching; run {run_id} goes on (GET /api/runs/{run_id})", file=sys.stderr)
+        return 1
+    print_json(document)
+    return 0 if document["status"] == RunStatus.SUCCEEDED else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
