@@ -19,6 +19,7 @@ from pyramid.paster import setup_logging
 from pyramid.settings import asbool
 from sqlalchemy import select
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from tasks.app import make_celery
 from warehouse import ledger, operations
@@ -73,7 +74,8 @@ def print_json(document: dict[str, Any]) -> None:
 
 def wait_for(session_factory, run_id: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Poll the ledger's counters (never the broker) until the run ends, with a progress bar."""
-    with tqdm(total=None, unit="item", file=sys.stderr, dynamic_ncols=True) as bar:
+    # Log lines (the embedded worker's, say) are printed above the bar instead of through it.
+    with tqdm(total=None, unit="item", file=sys.stderr, dynamic_ncols=True) as bar, logging_redirect_tqdm():
         while True:
             with transaction(session_factory) as session:
                 run, code = session.execute(
