@@ -31,8 +31,10 @@ class WarehouseTask(Task):
     def context(self):  # type: ignore[no-untyped-def]
         return self.app.warehouse
 
-    def retry_later(self, error: BaseException) -> Exception:
-        """The Retry to raise for a transient ``error``, with exponential backoff and jitter."""
+    def retry_if_transient(self, error: BaseException) -> None:
+        """Raise a Retry, with exponential backoff and jitter, if ``error`` is transient and retries are left."""
+        if not is_transient(error) or self.request.retries >= self.max_retries:
+            return
         settings = self.context.settings
         countdown = backoff_seconds(
             self.request.retries,
@@ -40,7 +42,7 @@ class WarehouseTask(Task):
             maximum=int(settings.get("warehouse.retry_backoff_max_seconds", 120)),
         )
         logger.warning("%s %s: %s; retrying in %ss", self.name, self.request.args, error, countdown)
-        return self.retry(exc=error, countdown=countdown)
+        raise self.retry(exc=error, countdown=countdown) from error
 
 
 def process_whole_warehouse(self: WarehouseTask, run_id: int) -> int:
@@ -49,8 +51,7 @@ def process_whole_warehouse(self: WarehouseTask, run_id: int) -> int:
         with self.context.transaction() as session:
             plan = ledger.plan_run(session, run_id)
     except Exception as error:
-        if is_transient(error) and self.request.retries < self.max_retries:
-            raise self.retry_later(error) from error
+        self.retry_if_transient(error)
         raise
     if plan is None:
         logger.info("run %s was planned already; nothing to dispatch", run_id)
@@ -79,8 +80,7 @@ def process_some_products(self: WarehouseTask, run_id: int, start_id: int, end_i
         with self.context.transaction() as session:
             outcome = ledger.process_chunk(session, run_id, start_id, self.request.hostname, self.context.settings)
     except Exception as error:
-        if is_transient(error) and self.request.retries < self.max_retries:
-            raise self.retry_later(error) from error
+        self.retry_if_transient(error)
         logger.exception("run %s chunk %s-%s failed for good", run_id, start_id, end_id)
         with self.context.transaction() as session:
             ledger.fail_chunk(session, run_id, start_id, f"{type(error).__name__}: {error}")
@@ -97,8 +97,7 @@ def process_finished(self: WarehouseTask, results: list[Any], run_id: int) -> st
         with self.context.transaction() as session:
             outcome = ledger.finalise_run(session, run_id)
     except Exception as error:
-        if is_transient(error) and self.request.retries < self.max_retries:
-            raise self.retry_later(error) from error
+        self.retry_if_transient(error)
         raise
     if outcome == ledger.FinaliseResult.WAIT:
         raise self.retry(countdown=FINISH_WAIT_SECONDS, max_retries=FINISH_MAX_WAITS)

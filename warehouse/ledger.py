@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import ColumnElement, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,16 @@ class ActiveRunExists(Exception):
         self.run_id = run_id
 
 
+def active_run_id(session: Session, warehouse_id: int, operation: str) -> int | None:
+    return session.scalar(
+        select(Run.id).where(
+            Run.warehouse_id == warehouse_id,
+            Run.operation == operation,
+            Run.status.in_(ACTIVE_RUN_STATUSES),
+        )
+    )
+
+
 def create_run(
     session: Session,
     warehouse: Warehouse,
@@ -46,13 +56,7 @@ def create_run(
     tolerated_failure_percent: Decimal = Decimal(0),
 ) -> Run:
     """Record a pending run. The caller enqueues ``processWholeWarehouse`` once this commits."""
-    active = session.scalar(
-        select(Run.id).where(
-            Run.warehouse_id == warehouse.id,
-            Run.operation == operation,
-            Run.status.in_(ACTIVE_RUN_STATUSES),
-        )
-    )
+    active = active_run_id(session, warehouse.id, operation)
     if active is not None:
         raise ActiveRunExists(active)
     run = Run(
@@ -68,14 +72,7 @@ def create_run(
         with session.begin_nested():
             session.add(run)
     except IntegrityError:
-        active = session.scalar(
-            select(Run.id).where(
-                Run.warehouse_id == warehouse.id,
-                Run.operation == operation,
-                Run.status.in_(ACTIVE_RUN_STATUSES),
-            )
-        )
-        raise ActiveRunExists(active or 0) from None
+        raise ActiveRunExists(active_run_id(session, warehouse.id, operation) or 0) from None
     return run
 
 
@@ -140,6 +137,14 @@ def plan_run(session: Session, run_id: int) -> list[ChunkBounds] | None:
     return [ChunkBounds(start, end) for start, end in rows]
 
 
+def _unfinished_chunk(run_id: int, start_id: int) -> tuple[ColumnElement[bool], ...]:
+    return (
+        RunChunk.run_id == run_id,
+        RunChunk.start_id == start_id,
+        RunChunk.status.in_(UNFINISHED_CHUNK_STATUSES),
+    )
+
+
 def process_chunk(
     session: Session, run_id: int, start_id: int, hostname: str | None, settings: Mapping[str, Any]
 ) -> ChunkOutcome | None:
@@ -151,11 +156,7 @@ def process_chunk(
     """
     chunk = session.execute(
         update(RunChunk)
-        .where(
-            RunChunk.run_id == run_id,
-            RunChunk.start_id == start_id,
-            RunChunk.status.in_(UNFINISHED_CHUNK_STATUSES),
-        )
+        .where(*_unfinished_chunk(run_id, start_id))
         .values(
             status=ChunkStatus.RUNNING,
             attempts=RunChunk.attempts + 1,
@@ -199,11 +200,7 @@ def fail_chunk(session: Session, run_id: int, start_id: int, error: str) -> bool
     """Record that a chunk failed for good; False if it had already finished."""
     failed = session.execute(
         update(RunChunk)
-        .where(
-            RunChunk.run_id == run_id,
-            RunChunk.start_id == start_id,
-            RunChunk.status.in_(UNFINISHED_CHUNK_STATUSES),
-        )
+        .where(*_unfinished_chunk(run_id, start_id))
         .values(status=ChunkStatus.FAILED, error=error[:4000], finished_at=utcnow())
         .returning(RunChunk.item_count)
     ).one_or_none()
