@@ -57,11 +57,11 @@ def process_whole_warehouse(self: WarehouseTask, run_id: int) -> int:
         logger.info("run %s was planned already; nothing to dispatch", run_id)
         return 0
 
-    finished = self.app.signature("processFinished", args=(run_id,))
     if not plan:
         # Nothing to do: finish the run through the same callback, with no chunk results.
-        finished.clone(args=([], run_id)).apply_async()
+        self.app.signature("processFinished", args=([], run_id)).apply_async()
         return 0
+    finished = self.app.signature("processFinished", args=(run_id,))
     chunks = [
         self.app.signature("processSomeProducts", args=(run_id, chunk.start_id, chunk.end_id)) for chunk in plan
     ]
@@ -76,18 +76,24 @@ def process_some_products(self: WarehouseTask, run_id: int, start_id: int, end_i
     Returns a short word (done, failed, skipped): the chord keeps every result until the callback,
     so results stay small; the counts live in the ledger.
     """
+    context = self.context
     try:
-        with self.context.transaction() as session:
-            outcome = ledger.process_chunk(session, run_id, start_id, self.request.hostname, self.context.settings)
+        with context.transaction() as session:
+            claimed = ledger.claim_chunk(session, run_id, start_id, self.request.hostname, self.request.id)
+        if claimed is None:
+            logger.info("run %s chunk %s-%s: finished, skipped or held by another task; nothing to do", run_id, start_id, end_id)
+            return "skipped"
+        with context.transaction() as session:
+            ledger.do_chunk(session, claimed, context.settings)
+    except ledger.ChunkLost:
+        logger.warning("run %s chunk %s-%s was taken over; this attempt's work is rolled back", run_id, start_id, end_id)
+        return "lost"
     except Exception as error:
         self.retry_if_transient(error)
         logger.exception("run %s chunk %s-%s failed for good", run_id, start_id, end_id)
-        with self.context.transaction() as session:
+        with context.transaction() as session:
             ledger.fail_chunk(session, run_id, start_id, f"{type(error).__name__}: {error}")
         return "failed"
-    if outcome is None:
-        logger.info("run %s chunk %s-%s was finished already; skipped", run_id, start_id, end_id)
-        return "skipped"
     return "done"
 
 

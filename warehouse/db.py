@@ -22,7 +22,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
     pysqlite opens transactions lazily and upgrades a reader to a writer later, which fails at once
     with "database is locked" when another thread wrote in between. Taking the write lock at BEGIN
-    (BEGIN IMMEDIATE) makes writers queue on the busy timeout instead. WAL lets readers go on meanwhile.
+    (BEGIN IMMEDIATE) makes every transaction queue on the busy timeout instead, so transactions
+    must stay short: chunk tasks claim in one and work in another, and an operation that waits on
+    the network does so before it first touches its session (sessions begin lazily).
     This is SQLAlchemy's documented recipe for pysqlite transactions.
     """
 

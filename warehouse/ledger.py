@@ -145,45 +145,91 @@ def _unfinished_chunk(run_id: int, start_id: int) -> tuple[ColumnElement[bool], 
     )
 
 
-def process_chunk(
-    session: Session, run_id: int, start_id: int, hostname: str | None, settings: Mapping[str, Any]
-) -> ChunkOutcome | None:
-    """Claim a chunk, do its work and record the outcome, all in the caller's transaction.
+@dataclass(frozen=True)
+class ClaimedChunk:
+    """A chunk this task holds: ``attempt`` fences out any earlier holder's late writes."""
 
-    The claim is a conditional UPDATE: it takes the chunk's row lock, so a second delivery of the same
-    chunk waits until this transaction ends and then finds it done (None: nothing to do). If the worker
-    dies, its connection dies with it and the lock is released for the redelivered message.
+    id: int
+    run_id: int
+    start_id: int
+    end_id: int
+    attempt: int
+    warehouse_id: int
+    operation: str
+    planned_on: dt.date
+
+
+class ChunkLost(Exception):
+    """The chunk was taken over while this task worked on it; its work must be rolled back."""
+
+
+def claim_chunk(session: Session, run_id: int, start_id: int, hostname: str | None, task_id: str | None) -> ClaimedChunk | None:
+    """Mark a chunk running for this task, in a short transaction of its own; None: leave it alone.
+
+    The chunk's row is locked while deciding, so two deliveries of one chunk never both claim it.
+    A running chunk is taken over only by a redelivery of the message that claimed it (Celery keeps
+    the task id across redeliveries and retries), which means its first execution died. A chunk
+    of a run being cancelled, or failing past its threshold, is skipped instead.
     """
     chunk = session.execute(
-        update(RunChunk)
-        .where(*_unfinished_chunk(run_id, start_id))
-        .values(
-            status=ChunkStatus.RUNNING,
-            attempts=RunChunk.attempts + 1,
-            worker_hostname=hostname,
-            started_at=utcnow(),
-        )
-        .returning(RunChunk.id, RunChunk.end_id)
-    ).one_or_none()
+        select(RunChunk).where(*_unfinished_chunk(run_id, start_id)).with_for_update()
+    ).scalar_one_or_none()
     if chunk is None:
         return None
-    chunk_id, end_id = chunk
+    if chunk.status == ChunkStatus.RUNNING and chunk.task_id != task_id:
+        return None
     run = session.get_one(Run, run_id)
-    operation = operations.get(run.operation)
-    work = ChunkWork(
-        session=session,
+    if run.status != RunStatus.RUNNING or exceeds_threshold(run):
+        skip_chunk(session, chunk)
+        return None
+    chunk.status = ChunkStatus.RUNNING
+    chunk.attempts += 1
+    chunk.worker_hostname = hostname
+    chunk.task_id = task_id
+    chunk.started_at = utcnow()
+    session.flush()
+    return ClaimedChunk(
+        id=chunk.id,
         run_id=run_id,
+        start_id=chunk.start_id,
+        end_id=chunk.end_id,
+        attempt=chunk.attempts,
         warehouse_id=run.warehouse_id,
-        start_id=start_id,
-        end_id=end_id,
-        settings=settings,
+        operation=run.operation,
         planned_on=(run.started_at or utcnow()).date(),
     )
-    outcome = operation.process_chunk(work)
+
+
+def skip_chunk(session: Session, chunk: RunChunk) -> None:
+    chunk.status = ChunkStatus.SKIPPED
+    chunk.finished_at = utcnow()
+    session.execute(update(Run).where(Run.id == chunk.run_id).values(chunks_skipped=Run.chunks_skipped + 1))
+
+
+def do_chunk(session: Session, claimed: ClaimedChunk, settings: Mapping[str, Any]) -> ChunkOutcome:
+    """Do a claimed chunk's work and record its outcome, in the caller's transaction.
+
+    The session begins its transaction lazily, so an operation that waits on the network before it
+    writes holds no database lock meanwhile.
+    """
+    work = ChunkWork(
+        session=session,
+        run_id=claimed.run_id,
+        warehouse_id=claimed.warehouse_id,
+        start_id=claimed.start_id,
+        end_id=claimed.end_id,
+        settings=settings,
+        planned_on=claimed.planned_on,
+    )
+    outcome = operations.get(claimed.operation).process_chunk(work)
     status = ChunkStatus.FAILED if outcome.items_failed and not outcome.items_done else ChunkStatus.DONE
-    session.execute(
+    completed = session.execute(
         update(RunChunk)
-        .where(RunChunk.id == chunk_id)
+        .where(
+            RunChunk.id == claimed.id,
+            RunChunk.status == ChunkStatus.RUNNING,
+            RunChunk.attempts == claimed.attempt,
+        )
         .values(
             status=status,
             items_done=outcome.items_done,
@@ -192,7 +238,9 @@ def process_chunk(
             finished_at=utcnow(),
         )
     )
-    _count_finished_chunk(session, run_id, status, outcome.items_done, outcome.items_failed)
+    if completed.rowcount != 1:
+        raise ChunkLost(f"run {claimed.run_id} chunk {claimed.start_id}-{claimed.end_id} was taken over")
+    _count_finished_chunk(session, claimed.run_id, status, outcome.items_done, outcome.items_failed)
     return outcome
 
 
@@ -237,6 +285,17 @@ def finalise_run(session: Session, run_id: int) -> str:
     run = session.get_one(Run, run_id)
     if run.status not in (RunStatus.RUNNING, RunStatus.CANCELLING):
         return FinaliseResult.DONE_ALREADY
+    if run.status == RunStatus.CANCELLING or exceeds_threshold(run):
+        # Chunks that never started will not: skip them rather than wait for messages that may be
+        # lost. Chunks already running hold their row locks, so this waits for them and passes them by.
+        skipped = session.execute(
+            update(RunChunk)
+            .where(RunChunk.run_id == run_id, RunChunk.status == ChunkStatus.PENDING)
+            .values(status=ChunkStatus.SKIPPED, finished_at=utcnow())
+        ).rowcount
+        if skipped:
+            session.execute(update(Run).where(Run.id == run_id).values(chunks_skipped=Run.chunks_skipped + skipped))
+            session.refresh(run)
     unfinished = session.scalar(
         select(func.count()).where(RunChunk.run_id == run_id, RunChunk.status.in_(UNFINISHED_CHUNK_STATUSES))
     )
@@ -258,14 +317,18 @@ def finalise_run(session: Session, run_id: int) -> str:
     return status if finalised.rowcount == 1 else FinaliseResult.DONE_ALREADY
 
 
+def exceeds_threshold(run: Run) -> bool:
+    """True once more items failed than the run tolerates: the rest of the run is not worth doing."""
+    if not run.items_failed and not run.chunks_failed:
+        return False
+    if not run.items_total:
+        return True
+    return Decimal(run.items_failed) * 100 / Decimal(run.items_total) > Decimal(run.tolerated_failure_percent or 0)
+
+
 def decide_status(run: Run) -> RunStatus:
     if run.status == RunStatus.CANCELLING:
         return RunStatus.CANCELLED
     if not run.items_failed and not run.chunks_failed:
         return RunStatus.SUCCEEDED
-    if not run.items_total:
-        return RunStatus.FAILED
-    failed_percent = Decimal(run.items_failed) * 100 / Decimal(run.items_total)
-    if failed_percent <= Decimal(run.tolerated_failure_percent or 0):
-        return RunStatus.PARTIALLY_FAILED
-    return RunStatus.FAILED
+    return RunStatus.FAILED if exceeds_threshold(run) else RunStatus.PARTIALLY_FAILED

@@ -44,7 +44,7 @@ def eta_seconds(run: Run, now: dt.datetime | None = None) -> float | None:
 
 
 def run_json(run: Run, warehouse_code: str) -> dict[str, Any]:
-    chunks_finished = run.chunks_done + run.chunks_failed
+    chunks_finished = run.chunks_done + run.chunks_failed + run.chunks_skipped
     return {
         "id": run.id,
         "warehouse": warehouse_code,
@@ -56,6 +56,7 @@ def run_json(run: Run, warehouse_code: str) -> dict[str, Any]:
             "total": run.chunks_total,
             "done": run.chunks_done,
             "failed": run.chunks_failed,
+            "skipped": run.chunks_skipped,
             "remaining": max(run.chunks_total - chunks_finished, 0),
         },
         "items": {

@@ -45,7 +45,7 @@ def test_run_waits_and_prints_the_final_run(seeded_ini: Path) -> None:
     assert done.returncode == 0, done.stderr
     run = json.loads(done.stdout)
     assert run["status"] == "succeeded"
-    assert run["chunks"] == {"total": 13, "done": 13, "failed": 0, "remaining": 0}
+    assert run["chunks"] == {"total": 13, "done": 13, "failed": 0, "skipped": 0, "remaining": 0}
     assert run["items"]["done"] == 1203
     assert run["result"]["products_needing_reorder"] >= 0
     assert "succeeded" in done.stderr  # the progress bar's last state

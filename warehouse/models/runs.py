@@ -44,6 +44,7 @@ class ChunkStatus(enum.StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    SKIPPED = "skipped"  # never run: the run was cancelled, or failed early past its threshold
 
 
 UNFINISHED_CHUNK_STATUSES = (ChunkStatus.PENDING, ChunkStatus.RUNNING)
@@ -82,6 +83,7 @@ class Run(Base):
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     chunks_done: Mapped[int] = mapped_column(Integer, default=0)
     chunks_failed: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_skipped: Mapped[int] = mapped_column(Integer, default=0)
     items_total: Mapped[int] = mapped_column(Integer, default=0)
     items_done: Mapped[int] = mapped_column(Integer, default=0)
     items_failed: Mapped[int] = mapped_column(Integer, default=0)
@@ -116,5 +118,8 @@ class RunChunk(Base):
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     worker_hostname: Mapped[str | None] = mapped_column(String(255))
+    # The Celery task id of the current claim: a redelivery of that same message may take the claim
+    # over (its first execution died); any other message must leave a running chunk alone.
+    task_id: Mapped[str | None] = mapped_column(String(255))
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 
 from ..models import Product
 from .base import ChunkOutcome, ChunkWork, Operation
@@ -26,14 +26,16 @@ class Valuation(Operation):
             update(Product)
             .where(Product.warehouse_id == work.warehouse_id, self.in_chunk(Product.id, work))
             .values(
-                stock_value=Product.qty_on_hand * Product.unit_cost,
+                # ROUND is a no-op on PostgreSQL's NUMERIC; SQLite multiplies in floating point.
+                stock_value=func.round(Product.qty_on_hand * Product.unit_cost, 2),
                 needs_reorder=Product.qty_on_hand <= Product.reorder_point,
             )
             .returning(Product.stock_value, Product.needs_reorder)
             .execution_options(synchronize_session=False)
         )
         rows = work.session.execute(statement).all()
-        total = sum((Decimal(value) for value, _ in rows), Decimal(0))
+        # str() first: SQLite hands back floats, whose shortest repr is the exact two-decimal value.
+        total = sum((Decimal(str(value)) for value, _ in rows), Decimal(0))
         reorder = sum(1 for _, needs_reorder in rows if needs_reorder)
         return ChunkOutcome(
             items_done=len(rows),

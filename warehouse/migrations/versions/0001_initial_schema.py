@@ -92,6 +92,7 @@ def upgrade() -> None:
         sa.Column("chunks_total", sa.Integer(), nullable=False),
         sa.Column("chunks_done", sa.Integer(), nullable=False),
         sa.Column("chunks_failed", sa.Integer(), nullable=False),
+        sa.Column("chunks_skipped", sa.Integer(), nullable=False),
         sa.Column("items_total", sa.Integer(), nullable=False),
         sa.Column("items_done", sa.Integer(), nullable=False),
         sa.Column("items_failed", sa.Integer(), nullable=False),
@@ -135,6 +136,7 @@ def upgrade() -> None:
         sa.Column("summary", sa.JSON(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("worker_hostname", sa.String(length=255), nullable=True),
+        sa.Column("task_id", sa.String(length=255), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
