@@ -1,9 +1,38 @@
+from __future__ import annotations
+
+from typing import Any
+
 from pyramid.config import Configurator
+from pyramid.request import Request
+from pyramid.security import NO_PERMISSION_REQUIRED
+
+from .errors import error_body
+
+# name, pattern, methods served: one table, so the 405 answers below can say what is allowed.
+API_ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
+    ("api.warehouses", "/api/warehouses", ("POST",)),
+    ("api.warehouse", "/api/warehouses/{code}", ("GET",)),
+    ("api.warehouse.products", "/api/warehouses/{code}/products", ("POST",)),
+    ("api.warehouse.runs", "/api/warehouses/{code}/runs", ("POST",)),
+    ("api.run", "/api/runs/{id}", ("GET",)),
+]
+
+
+def method_not_allowed(methods: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    allowed = ", ".join(methods)
+
+    def view(request: Request) -> dict[str, Any]:
+        request.response.status_int = 405
+        request.response.headers["Allow"] = allowed
+        return error_body("method_not_allowed", f"{request.method} is not allowed here; allowed: {allowed}")
+
+    return view
 
 
 def includeme(config: Configurator) -> None:
-    config.add_route("api.warehouses", "/api/warehouses")
-    config.add_route("api.warehouse", "/api/warehouses/{code}")
-    config.add_route("api.warehouse.products", "/api/warehouses/{code}/products")
-    config.add_route("api.warehouse.runs", "/api/warehouses/{code}/runs")
-    config.add_route("api.run", "/api/runs/{id}")
+    for name, pattern, methods in API_ROUTES:
+        config.add_route(name, pattern)
+        # A view with no request_method predicate is only chosen when no method-specific one matches.
+        config.add_view(
+            method_not_allowed(methods), route_name=name, renderer="json", permission=NO_PERMISSION_REQUIRED
+        )

@@ -672,3 +672,21 @@ def test_unknown_paths_answer_404_in_the_error_shape(testapp: TestApp, viewer: d
     response = testapp.get("/api/no-such-thing", headers=viewer, status=404)
 
     assert_error(response, 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/api/warehouses", "POST"),
+        ("DELETE", "/api/warehouses/somewhere", "GET"),
+        ("GET", "/api/warehouses/somewhere/runs", "POST"),
+        ("PATCH", "/api/runs/1", "GET"),
+    ],
+)
+def test_a_method_a_route_does_not_serve_is_405_with_allow(
+    testapp: TestApp, operator: dict[str, str], method: str, path: str, allowed: str
+) -> None:
+    response = testapp.request(path, method=method, headers=operator, expect_errors=True)
+    assert response.status_int == 405
+    assert response.headers["Allow"] == allowed
+    assert response.json["error"]["code"] == "method_not_allowed"
