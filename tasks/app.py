@@ -14,6 +14,7 @@ from celery.signals import worker_process_init
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from warehouse import operations
 from warehouse.db import make_engine, make_session_factory
 
 # Delivery settings; each is explained in the README's "Delivery settings" section.
@@ -93,6 +94,7 @@ def _after_fork(**_kwargs: Any) -> None:
 def make_celery(settings: Mapping[str, Any]) -> Celery:
     from . import runs
 
+    operations.register_from_settings(settings)
     app = Celery("warehouse", set_as_current=False)
     app.conf.update(celery_config(settings))
     app.warehouse = context = WorkerContext(settings)  # type: ignore[attr-defined]

@@ -28,6 +28,13 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT_ERRORS)
 
 
-def backoff_seconds(retries: int, factor: int = 1, maximum: int = 120) -> int:
-    """Exponential backoff with full jitter: a random wait in [0, factor * 2**retries], capped."""
-    return get_exponential_backoff_interval(factor=factor, retries=retries, maximum=maximum, full_jitter=True)
+def backoff_seconds(retries: int, factor: int = 2, maximum: int = 120) -> int:
+    """Exponential backoff with jitter: half of ``factor * 2**retries`` (capped) plus a random part.
+
+    The fixed half keeps five retries from all landing within the first second, as full jitter can,
+    which would spend them before a restarting database is back; the random half spreads the herd.
+    """
+    ceiling = min(maximum, factor * 2**retries)
+    return ceiling // 2 + get_exponential_backoff_interval(
+        factor=factor, retries=retries, maximum=maximum - ceiling // 2, full_jitter=True
+    ) // 2

@@ -33,16 +33,17 @@ class WarehouseTask(Task):
 
     def retry_if_transient(self, error: BaseException) -> None:
         """Raise a Retry, with exponential backoff and jitter, if ``error`` is transient and retries are left."""
-        if not is_transient(error) or self.request.retries >= self.max_retries:
-            return
         settings = self.context.settings
+        max_retries = int(settings.get("warehouse.max_retries", self.max_retries))
+        if not is_transient(error) or self.request.retries >= max_retries:
+            return
         countdown = backoff_seconds(
             self.request.retries,
-            factor=int(settings.get("warehouse.retry_backoff_seconds", 1)),
+            factor=int(settings.get("warehouse.retry_backoff_seconds", 2)),
             maximum=int(settings.get("warehouse.retry_backoff_max_seconds", 120)),
         )
         logger.warning("%s %s: %s; retrying in %ss", self.name, self.request.args, error, countdown)
-        raise self.retry(exc=error, countdown=countdown) from error
+        raise self.retry(exc=error, countdown=countdown, max_retries=max_retries) from error
 
 
 def process_whole_warehouse(self: WarehouseTask, run_id: int) -> int:

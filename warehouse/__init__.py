@@ -7,12 +7,14 @@ from typing import Any
 from pyramid.config import Configurator
 from pyramid.router import Router
 
+from . import operations
 from .settings import apply_environment
 
 
 def main(global_config: dict[str, Any], **settings: Any) -> Router:
     """The WSGI application (the paste ``app_factory``)."""
     settings = apply_environment(settings)
+    operations.register_from_settings(settings)
     with Configurator(settings=settings) as config:
         config.include(".security")
         config.include(".models")

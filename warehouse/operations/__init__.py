@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from pyramid.path import DottedNameResolver
+from pyramid.settings import aslist
+
 from .base import ChunkOutcome, ChunkWork, ItemFailure, Operation
 
 _registry: dict[str, Operation] = {}
@@ -21,6 +27,15 @@ def names() -> list[str]:
     return sorted(_registry)
 
 
+def register_from_settings(settings: Mapping[str, Any]) -> None:
+    """Register the operations named in ``warehouse.extra_operations`` (dotted names of Operation
+    subclasses, space-separated): operations that live in another package, or tests' probes.
+    Web app, workers and scripts all call this, so they agree on what exists."""
+    resolver = DottedNameResolver()
+    for dotted in aslist(settings.get("warehouse.extra_operations", "")):
+        register(resolver.resolve(dotted)())
+
+
 def _builtin() -> None:
     from .valuation import Valuation
 
@@ -29,4 +44,4 @@ def _builtin() -> None:
 
 _builtin()
 
-__all__ = ["ChunkOutcome", "ChunkWork", "ItemFailure", "Operation", "get", "names", "register"]
+__all__ = ["ChunkOutcome", "ChunkWork", "ItemFailure", "Operation", "get", "names", "register", "register_from_settings"]

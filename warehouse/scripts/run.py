@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.config_uri)
     settings = load_settings(args.config_uri)
+    operations.register_from_settings(settings)
     if args.operation not in operations.names():
         return fail(f"unknown operation {args.operation!r}; known: {', '.join(operations.names())}")
 
