@@ -41,6 +41,7 @@ setup(
             "initialize_warehouse_db = warehouse.scripts.initialize_db:main",
             "warehouse-seed = warehouse.scripts.seed:main",
             "warehouse-run = warehouse.scripts.run:main",
+            "warehouse-reconcile = warehouse.scripts.reconcile:main",
         ],
     },
 )

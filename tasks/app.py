@@ -29,6 +29,8 @@ CELERY_DEFAULTS: dict[str, Any] = {
     "result_expires": 7 * 24 * 3600,
     "broker_transport_options": {"visibility_timeout": 4 * 3600},
     "broker_connection_retry_on_startup": True,
+    # `celery -A tasks beat` sends the reconciler every minute.
+    "beat_schedule": {"reconcile-runs": {"task": "reconcileRuns", "schedule": 60.0}},
 }
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Celery, Task, chain, group
+from celery import Celery, Task
 
 from warehouse import ledger
 
+from .canvas import send_chunks
+from .reconcile import reconcile
 from .retry import backoff_seconds, is_transient
 
 logger = logging.getLogger(__name__)
@@ -58,17 +60,9 @@ def process_whole_warehouse(self: WarehouseTask, run_id: int) -> int:
         logger.info("run %s was planned already; nothing to dispatch", run_id)
         return 0
 
-    if not plan:
-        # Nothing to do: finish the run through the same callback, with no chunk results.
-        self.app.signature("processFinished", args=([], run_id)).apply_async()
-        return 0
-    finished = self.app.signature("processFinished", args=(run_id,))
-    chunks = [
-        self.app.signature("processSomeProducts", args=(run_id, chunk.start_id, chunk.end_id)) for chunk in plan
-    ]
-    chain(group(chunks), finished).apply_async()
-    logger.info("run %s: dispatched %s chunks", run_id, len(chunks))
-    return len(chunks)
+    sent = send_chunks(self.app, run_id, plan)
+    logger.info("run %s: dispatched %s chunks", run_id, sent)
+    return sent
 
 
 def process_some_products(self: WarehouseTask, run_id: int, start_id: int, end_id: int) -> str:
@@ -113,9 +107,16 @@ def process_finished(self: WarehouseTask, results: list[Any], run_id: int) -> st
     return outcome
 
 
+def reconcile_runs(self: WarehouseTask) -> dict[str, Any]:
+    """Beat's every-minute sweep for runs whose messages were lost (see tasks/reconcile.py)."""
+    return reconcile(self.app, self.context.session_factory, self.context.settings).as_json()
+
+
 def register(app: Celery) -> None:
-    """Register the three tasks on ``app`` under the names the design fixes."""
+    """Register the three run tasks under the names the design fixes, and the reconciler."""
     common: dict[str, Any] = {"bind": True, "base": WarehouseTask, "acks_late": True, "max_retries": 5}
     app.task(name="processWholeWarehouse", **common)(process_whole_warehouse)
     app.task(name="processSomeProducts", **common)(process_some_products)
     app.task(name="processFinished", **common)(process_finished)
+    # Not acks_late: a sweep lost with its worker is simply done again a minute later.
+    app.task(name="reconcileRuns", bind=True, base=WarehouseTask, ignore_result=True)(reconcile_runs)

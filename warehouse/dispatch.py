@@ -8,7 +8,7 @@ the ledger and the reconciler starts it later; the API still answers 202.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from celery import Celery
@@ -19,18 +19,23 @@ from pyramid.settings import asbool
 logger = logging.getLogger(__name__)
 
 
-def send_after_commit(request: Request, task_name: str, args: Sequence[Any]) -> None:
+def after_commit(request: Request, send: Callable[[Celery], Any], what: str) -> None:
+    """Call ``send(celery_app)`` once the request's transaction has committed (never if it aborts)."""
     celery_app: Celery = request.registry["celery_app"]
 
-    def send(committed: bool) -> None:
+    def hook(committed: bool) -> None:
         if not committed:
             return
         try:
-            celery_app.send_task(task_name, args=list(args))
+            send(celery_app)
         except Exception:
-            logger.exception("could not send %s%s; the reconciler will pick it up", task_name, tuple(args))
+            logger.exception("could not send %s; the reconciler will pick it up", what)
 
-    request.tm.get().addAfterCommitHook(send)
+    request.tm.get().addAfterCommitHook(hook)
+
+
+def send_after_commit(request: Request, task_name: str, args: Sequence[Any]) -> None:
+    after_commit(request, lambda app: app.send_task(task_name, args=list(args)), f"{task_name}{tuple(args)}")
 
 
 def includeme(config: Configurator) -> None:

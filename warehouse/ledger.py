@@ -22,6 +22,7 @@ from .models import (
     ChunkStatus,
     Run,
     RunChunk,
+    RunItemFailure,
     RunStatus,
     Warehouse,
 )
@@ -131,8 +132,15 @@ def plan_run(session: Session, run_id: int) -> list[ChunkBounds] | None:
         .where(Run.id == run_id)
         .values(chunks_total=chunks_total, items_total=items_total, last_item_id=last_item_id)
     )
+    return pending_chunks(session, run_id)
+
+
+def pending_chunks(session: Session, run_id: int) -> list[ChunkBounds]:
+    """The chunks of a run that have not started, in order: what a dispatch sends."""
     rows = session.execute(
-        select(RunChunk.start_id, RunChunk.end_id).where(RunChunk.run_id == run_id).order_by(RunChunk.seq)
+        select(RunChunk.start_id, RunChunk.end_id)
+        .where(RunChunk.run_id == run_id, RunChunk.status == ChunkStatus.PENDING)
+        .order_by(RunChunk.seq)
     )
     return [ChunkBounds(start, end) for start, end in rows]
 
@@ -240,6 +248,14 @@ def do_chunk(session: Session, claimed: ClaimedChunk, settings: Mapping[str, Any
     )
     if completed.rowcount != 1:
         raise ChunkLost(f"run {claimed.run_id} chunk {claimed.start_id}-{claimed.end_id} was taken over")
+    if outcome.failures:
+        session.execute(
+            insert(RunItemFailure),
+            [
+                {"run_id": claimed.run_id, "chunk_id": claimed.id, "item_id": failure.item_id, "error": failure.error[:4000]}
+                for failure in outcome.failures
+            ],
+        )
     _count_finished_chunk(session, claimed.run_id, status, outcome.items_done, outcome.items_failed)
     return outcome
 
@@ -332,3 +348,76 @@ def decide_status(run: Run) -> RunStatus:
     if not run.items_failed and not run.chunks_failed:
         return RunStatus.SUCCEEDED
     return RunStatus.FAILED if exceeds_threshold(run) else RunStatus.PARTIALLY_FAILED
+
+
+class RunEnded(Exception):
+    def __init__(self, run_id: int, status: str) -> None:
+        super().__init__(f"run {run_id} has ended ({status})")
+        self.status = status
+
+
+def cancel_run(session: Session, run_id: int) -> Run:
+    """Ask a run to stop: durable, because every chunk checks the run's status before it starts.
+
+    A pending run (nothing dispatched yet) is cancelled at once; a running one becomes ``cancelling``
+    until the chunks already running have finished and ``processFinished`` ends it.
+    """
+    run = session.execute(select(Run).where(Run.id == run_id).with_for_update()).scalar_one()
+    now = utcnow()
+    if run.status == RunStatus.PENDING:
+        run.status, run.cancel_requested_at, run.finished_at = RunStatus.CANCELLED, now, now
+    elif run.status == RunStatus.RUNNING:
+        run.status, run.cancel_requested_at = RunStatus.CANCELLING, now
+    elif run.status != RunStatus.CANCELLING:
+        raise RunEnded(run_id, run.status)
+    session.flush()
+    return run
+
+
+def release_abandoned_chunks(session: Session, run_id: int, claimed_before: dt.datetime) -> int:
+    """Put back to pending the running chunks claimed before ``claimed_before``: their task is gone.
+
+    Only the reconciler and resume call this, once no live worker holds a task of the run; the time
+    bound spares a chunk claimed between that check and this statement.
+    """
+    return session.execute(
+        update(RunChunk)
+        .where(
+            RunChunk.run_id == run_id,
+            RunChunk.status == ChunkStatus.RUNNING,
+            RunChunk.started_at < claimed_before,
+        )
+        .values(status=ChunkStatus.PENDING, task_id=None)
+    ).rowcount
+
+
+def touch_run(session: Session, run_id: int) -> None:
+    """Mark a run as just attended to, so the reconciler gives what it re-sent time to arrive."""
+    session.execute(update(Run).where(Run.id == run_id).values(updated_at=utcnow()))
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """What to send to get a run going again: its first task again, or its unfinished chunks."""
+
+    run_id: int
+    restart: bool = False
+    chunks: tuple[ChunkBounds, ...] = ()
+
+
+def prepare_resume(session: Session, run_id: int, claimed_before: dt.datetime) -> ResumePlan:
+    """Release abandoned chunks and list what to re-send; the caller sends it after commit.
+
+    Re-sending a chunk that is in fact still queued somewhere costs a message, not work: whichever
+    delivery comes second finds the chunk claimed or done and does nothing.
+    """
+    run = session.execute(select(Run).where(Run.id == run_id).with_for_update()).scalar_one()
+    if run.status == RunStatus.PENDING:
+        return ResumePlan(run_id, restart=True)
+    if run.status not in (RunStatus.RUNNING, RunStatus.CANCELLING):
+        raise RunEnded(run_id, run.status)
+    release_abandoned_chunks(session, run_id, claimed_before)
+    touch_run(session, run_id)
+    # A cancelling run needs no chunks, only its callback, which skips whatever never started.
+    chunks = pending_chunks(session, run_id) if run.status == RunStatus.RUNNING else []
+    return ResumePlan(run_id, chunks=tuple(chunks))

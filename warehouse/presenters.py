@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .models import Run, RunStatus, Warehouse
+from .models import Run, RunChunk, RunStatus, Warehouse
 
 TERMINAL_RUN_STATUSES = frozenset(
     {RunStatus.SUCCEEDED, RunStatus.PARTIALLY_FAILED, RunStatus.FAILED, RunStatus.CANCELLED}
@@ -66,10 +66,23 @@ def run_json(run: Run, warehouse_code: str) -> dict[str, Any]:
             "remaining": max(run.items_total - run.items_done - run.items_failed, 0),
         },
         "created_at": isoformat(run.created_at),
+        "cancel_requested_at": isoformat(run.cancel_requested_at),
         "started_at": isoformat(run.started_at),
         "finished_at": isoformat(run.finished_at),
         "eta_seconds": eta_seconds(run),
         "result": run.result,
         "error": run.error,
         "links": {"self": f"/api/runs/{run.id}", "page": f"/runs/{run.id}"},
+    }
+
+
+def failed_chunk_json(chunk: RunChunk) -> dict[str, Any]:
+    return {
+        "chunk_id": chunk.id,
+        "start_id": chunk.start_id,
+        "end_id": chunk.end_id,
+        "attempts": chunk.attempts,
+        "error": chunk.error,
+        "worker_hostname": chunk.worker_hostname,
+        "finished_at": isoformat(chunk.finished_at),
     }

@@ -15,6 +15,9 @@ API_ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("api.warehouse.products", "/api/warehouses/{code}/products", ("POST",)),
     ("api.warehouse.runs", "/api/warehouses/{code}/runs", ("POST",)),
     ("api.run", "/api/runs/{id}", ("GET",)),
+    ("api.run.cancel", "/api/runs/{id}/cancel", ("POST",)),
+    ("api.run.resume", "/api/runs/{id}/resume", ("POST",)),
+    ("api.run.failures", "/api/runs/{id}/failures", ("GET",)),
 ]
 
 

@@ -519,7 +519,7 @@ def test_get_run_has_the_documented_shape(
 
     assert set(run) == {
         "id", "warehouse", "operation", "status", "chunk_size", "tolerated_failure_percent", "chunks", "items",
-        "created_at", "started_at", "finished_at", "eta_seconds", "result", "error", "links",
+        "created_at", "cancel_requested_at", "started_at", "finished_at", "eta_seconds", "result", "error", "links",
     }
     assert (run["id"], run["warehouse"], run["operation"], run["status"]) == (
         started["id"], warehouse.code, "valuation", "succeeded",
@@ -596,6 +596,9 @@ ROUTES = [
     ("POST", "/api/warehouses/{code}/products", [product("AUTH")], "operator"),
     ("POST", "/api/warehouses/{code}/runs", {"operation": "valuation"}, "operator"),
     ("GET", "/api/runs/{run_id}", None, "viewer"),
+    ("POST", "/api/runs/{run_id}/cancel", None, "operator"),
+    ("POST", "/api/runs/{run_id}/resume", None, "operator"),
+    ("GET", "/api/runs/{run_id}/failures", None, "viewer"),
 ]
 ROUTE_IDS = [f"{method} {path}" for method, path, _, _ in ROUTES]
 

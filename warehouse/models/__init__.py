@@ -9,7 +9,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..db import make_engine, make_session_factory
 from .inventory import Product, Shipment, Warehouse
 from .meta import Base
-from .runs import ACTIVE_RUN_STATUSES, UNFINISHED_CHUNK_STATUSES, ChunkStatus, Run, RunChunk, RunStatus
+from .runs import (
+    ACTIVE_RUN_STATUSES,
+    UNFINISHED_CHUNK_STATUSES,
+    ChunkStatus,
+    Run,
+    RunChunk,
+    RunItemFailure,
+    RunStatus,
+)
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
@@ -19,6 +27,7 @@ __all__ = [
     "Product",
     "Run",
     "RunChunk",
+    "RunItemFailure",
     "RunStatus",
     "Shipment",
     "Warehouse",

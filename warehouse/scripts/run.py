@@ -18,6 +18,7 @@ from typing import Any
 from pyramid.paster import setup_logging
 from pyramid.settings import asbool
 from sqlalchemy import select
+from sqlalchemy.exc import NoResultFound
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -53,14 +54,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "2 for bad arguments.",
     )
     parser.add_argument("config_uri", metavar="INI", help="the application's ini file")
-    parser.add_argument("warehouse", metavar="CODE", help="the warehouse's code")
-    parser.add_argument("operation", metavar="OPERATION", help=f"one of: {', '.join(operations.names())}")
+    parser.add_argument("warehouse", metavar="CODE", nargs="?", help="the warehouse's code")
+    parser.add_argument("operation", metavar="OPERATION", nargs="?", help=f"one of: {', '.join(operations.names())}")
+    parser.add_argument(
+        "--cancel", metavar="RUN_ID", type=int, help="cancel run RUN_ID instead of starting one (durable: no chunk starts after it)"
+    )
     parser.add_argument("--chunk-size", type=positive_chunk_size, help="items per chunk (default: warehouse.chunk_size)")
     parser.add_argument(
         "--tolerated-failure-percent", type=percent, default=Decimal(0), help="failed items allowed, in %% (default 0)"
     )
     parser.add_argument("--wait", action="store_true", help="show progress on stderr until the run ends")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.cancel is None and not (args.warehouse and args.operation):
+        parser.error("CODE and OPERATION are required (or --cancel RUN_ID)")
+    if args.cancel is not None and (args.warehouse or args.operation):
+        parser.error("--cancel RUN_ID takes no CODE or OPERATION")
+    return args
 
 
 def fail(message: str) -> int:
@@ -91,11 +100,31 @@ def wait_for(session_factory, run_id: int) -> dict[str, Any]:  # type: ignore[no
             time.sleep(POLL_SECONDS)
 
 
+def cancel(settings: dict[str, Any], run_id: int) -> int:
+    session_factory = make_session_factory(make_engine(settings))
+    try:
+        with transaction(session_factory) as session:
+            run = ledger.cancel_run(session, run_id)
+            code = session.get_one(Warehouse, run.warehouse_id).code
+            document = run_json(run, code)
+    except NoResultFound:
+        return fail(f"no run with id {run_id}")
+    except ledger.RunEnded as ended:
+        return fail(str(ended))
+    if run.status == RunStatus.CANCELLING:
+        # Ends the run once the running chunks finish, without waiting for queued ones to drain.
+        make_celery(settings).send_task("processFinished", args=[[], run_id])
+    print_json(document)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.config_uri)
     settings = load_settings(args.config_uri)
     operations.register_from_settings(settings)
+    if args.cancel is not None:
+        return cancel(settings, args.cancel)
     if args.operation not in operations.names():
         return fail(f"unknown operation {args.operation!r}; known: {', '.join(operations.names())}")
 

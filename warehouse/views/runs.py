@@ -1,18 +1,26 @@
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
 from pyramid.request import Request
 from pyramid.view import view_config
+from sqlalchemy import select
+
+from tasks.canvas import send_resume
 
 from .. import ledger, operations
-from ..dispatch import send_after_commit
+from ..dispatch import after_commit, send_after_commit
 from ..errors import ApiError, FieldError
 from ..lookups import run_or_404, warehouse_or_404
-from ..presenters import run_json
+from ..models import ChunkStatus, RunChunk, RunItemFailure, RunStatus
+from ..pagination import decode_cursor, encode_cursor
+from ..presenters import failed_chunk_json, run_json
 from ..security import OPERATE, VIEW
 from ..settings import chunk_size as default_chunk_size
+
+MAX_FAILED_CHUNKS_LISTED = 1000
 
 
 @view_config(route_name="api.warehouse.runs", request_method="POST", permission=OPERATE, openapi=True, renderer="json")
@@ -45,3 +53,66 @@ def start_run(request: Request) -> dict[str, Any]:
 def get_run(request: Request) -> dict[str, Any]:
     run, code = run_or_404(request, int(request.openapi_validated.parameters.path["id"]))
     return run_json(run, code)
+
+
+@view_config(route_name="api.run.cancel", request_method="POST", permission=OPERATE, openapi=True, renderer="json")
+def cancel_run(request: Request) -> dict[str, Any]:
+    run, code = run_or_404(request, int(request.openapi_validated.parameters.path["id"]))
+    try:
+        run = ledger.cancel_run(request.dbsession, run.id)
+    except ledger.RunEnded as ended:
+        raise ApiError(409, "run_ended", str(ended), {"field": "id", "status": ended.status}) from None
+    if run.status == RunStatus.CANCELLING:
+        # Its callback skips every chunk that has not started and ends the run once the running
+        # ones finish, without waiting for the queued chunk messages to drain.
+        send_after_commit(request, "processFinished", [[], run.id])
+    request.response.status_int = 202
+    return run_json(run, code)
+
+
+@view_config(route_name="api.run.resume", request_method="POST", permission=OPERATE, openapi=True, renderer="json")
+def resume_run(request: Request) -> dict[str, Any]:
+    run, code = run_or_404(request, int(request.openapi_validated.parameters.path["id"]))
+    settings = request.registry.settings
+    stale_after = float(settings.get("warehouse.reconcile_stale_after_seconds", 300))
+    try:
+        plan = ledger.prepare_resume(
+            request.dbsession, run.id, claimed_before=ledger.utcnow() - dt.timedelta(seconds=stale_after)
+        )
+    except ledger.RunEnded as ended:
+        raise ApiError(409, "run_ended", str(ended), {"field": "id", "status": ended.status}) from None
+    after_commit(request, lambda app: send_resume(app, plan), f"resume of run {run.id}")
+    request.response.status_int = 202
+    document = run_json(run, code)
+    document["resumed"] = {"restarted": plan.restart, "chunks_sent": len(plan.chunks)}
+    return document
+
+
+@view_config(route_name="api.run.failures", request_method="GET", permission=VIEW, openapi=True, renderer="json")
+def run_failures(request: Request) -> dict[str, Any]:
+    validated = request.openapi_validated.parameters
+    run, _code = run_or_404(request, int(validated.path["id"]))
+    limit = int(validated.query.get("limit", 100))
+    after = decode_cursor(validated.query.get("cursor"))
+    items = list(
+        request.dbsession.scalars(
+            select(RunItemFailure)
+            .where(RunItemFailure.run_id == run.id, RunItemFailure.id > after)
+            .order_by(RunItemFailure.id)
+            .limit(limit + 1)
+        )
+    )
+    chunks = request.dbsession.scalars(
+        select(RunChunk)
+        .where(RunChunk.run_id == run.id, RunChunk.status == ChunkStatus.FAILED)
+        .order_by(RunChunk.seq)
+        .limit(MAX_FAILED_CHUNKS_LISTED)
+    )
+    more = len(items) > limit
+    items = items[:limit]
+    return {
+        "run_id": run.id,
+        "chunks": [failed_chunk_json(chunk) for chunk in chunks],
+        "items": [{"item_id": item.item_id, "chunk_id": item.chunk_id, "error": item.error} for item in items],
+        "next_cursor": encode_cursor(items[-1].id) if more else None,
+    }

@@ -99,6 +99,7 @@ def upgrade() -> None:
         sa.Column("result", sa.JSON(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
@@ -150,8 +151,26 @@ def upgrade() -> None:
     )
     op.create_index("ix_run_chunks_run_id_status", "run_chunks", ["run_id", "status"])
 
+    op.create_table(
+        "run_item_failures",
+        sa.Column("id", BIG_KEY, nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("chunk_id", BIG_KEY, nullable=False),
+        sa.Column("item_id", BIG_KEY, nullable=False),
+        sa.Column("error", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["runs.id"], name=op.f("fk_run_item_failures_run_id_runs"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["chunk_id"], ["run_chunks.id"], name=op.f("fk_run_item_failures_chunk_id_run_chunks"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_run_item_failures")),
+    )
+    op.create_index("ix_run_item_failures_run_id_id", "run_item_failures", ["run_id", "id"])
+
 
 def downgrade() -> None:
     # Dropping a table drops its indexes with it; children before parents for the foreign keys.
-    for table in ("run_chunks", "runs", "shipments", "products", "warehouses"):
+    for table in ("run_item_failures", "run_chunks", "runs", "shipments", "products", "warehouses"):
         op.drop_table(table)

@@ -1,0 +1,26 @@
+"""Opaque cursors for keyset pagination: clients pass back what they were given, nothing else."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from .errors import FieldError
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"after:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """The id to continue after; 0 for the first page."""
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = text.partition(":")
+        if prefix != "after" or not value.isdigit():
+            raise ValueError(text)
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise FieldError("cursor", "not a cursor this API gave out") from None
