@@ -29,6 +29,10 @@ CELERY_DEFAULTS: dict[str, Any] = {
     "result_expires": 7 * 24 * 3600,
     "broker_transport_options": {"visibility_timeout": 4 * 3600},
     "broker_connection_retry_on_startup": True,
+    # With the broker down, give up publishing within about two seconds: the API answers 202 anyway
+    # and the reconciler sends what was not sent (the ledger has it).
+    "broker_connection_timeout": 2,
+    "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},
     # `celery -A tasks beat` sends the reconciler every minute.
     "beat_schedule": {"reconcile-runs": {"task": "reconcileRuns", "schedule": 60.0}},
 }

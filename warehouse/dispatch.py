@@ -8,7 +8,7 @@ the ledger and the reconciler starts it later; the API still answers 202.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
@@ -33,9 +33,6 @@ def after_commit(request: Request, send: Callable[[Celery], Any], what: str) -> 
 
     request.tm.get().addAfterCommitHook(hook)
 
-
-def send_after_commit(request: Request, task_name: str, args: Sequence[Any]) -> None:
-    after_commit(request, lambda app: app.send_task(task_name, args=list(args)), f"{task_name}{tuple(args)}")
 
 
 def includeme(config: Configurator) -> None:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from tasks.app import make_celery
+from tasks.canvas import send_finish, send_start
 from warehouse import ledger, operations
 from warehouse.db import make_engine, make_session_factory, transaction
 from warehouse.models import Run, RunStatus, Warehouse
@@ -113,7 +114,7 @@ def cancel(settings: dict[str, Any], run_id: int) -> int:
         return fail(str(ended))
     if run.status == RunStatus.CANCELLING:
         # Ends the run once the running chunks finish, without waiting for queued ones to drain.
-        make_celery(settings).send_task("processFinished", args=[[], run_id])
+        send_finish(make_celery(settings), run_id)
     print_json(document)
     return 0
 
@@ -158,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wait = True
     # Sent after the commit above, so the worker finds the run. If this fails the run stays pending
     # in the ledger until the reconciler starts it.
-    celery_app.send_task("processWholeWarehouse", args=[run_id])
+    send_start(celery_app, run_id)
 
     if not wait:
         print_json(document)

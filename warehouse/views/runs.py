@@ -8,10 +8,10 @@ from pyramid.request import Request
 from pyramid.view import view_config
 from sqlalchemy import select
 
-from tasks.canvas import send_resume
+from tasks.canvas import send_finish, send_resume, send_start
 
 from .. import ledger, operations
-from ..dispatch import after_commit, send_after_commit
+from ..dispatch import after_commit
 from ..errors import ApiError, FieldError
 from ..lookups import run_or_404, warehouse_or_404
 from ..models import ChunkStatus, RunChunk, RunItemFailure, RunStatus
@@ -43,7 +43,7 @@ def start_run(request: Request) -> dict[str, Any]:
             409, "run_active", str(exists), {"field": "operation", "active_run_id": exists.run_id}
         ) from None
     request.dbsession.flush()
-    send_after_commit(request, "processWholeWarehouse", [run.id])
+    after_commit(request, lambda app: send_start(app, run.id), f"the start of run {run.id}")
     request.response.status_int = 202
     request.response.location = request.route_path("api.run", id=run.id)
     return run_json(run, warehouse.code)
@@ -65,7 +65,7 @@ def cancel_run(request: Request) -> dict[str, Any]:
     if run.status == RunStatus.CANCELLING:
         # Its callback skips every chunk that has not started and ends the run once the running
         # ones finish, without waiting for the queued chunk messages to drain.
-        send_after_commit(request, "processFinished", [[], run.id])
+        after_commit(request, lambda app: send_finish(app, run.id), f"the end of run {run.id}")
     request.response.status_int = 202
     return run_json(run, code)
 
