@@ -350,6 +350,13 @@ def decide_status(run: Run) -> RunStatus:
     return RunStatus.FAILED if exceeds_threshold(run) else RunStatus.PARTIALLY_FAILED
 
 
+def lock_run(session: Session, run_id: int) -> Run:
+    """The run's row, locked and freshly read: a copy the session loaded earlier (say, by the view
+    that looked the run up) would otherwise be handed back with the status it had before the lock."""
+    statement = select(Run).where(Run.id == run_id).with_for_update().execution_options(populate_existing=True)
+    return session.execute(statement).scalar_one()
+
+
 class RunEnded(Exception):
     def __init__(self, run_id: int, status: str) -> None:
         super().__init__(f"run {run_id} has ended ({status})")
@@ -362,7 +369,7 @@ def cancel_run(session: Session, run_id: int) -> Run:
     A pending run (nothing dispatched yet) is cancelled at once; a running one becomes ``cancelling``
     until the chunks already running have finished and ``processFinished`` ends it.
     """
-    run = session.execute(select(Run).where(Run.id == run_id).with_for_update()).scalar_one()
+    run = lock_run(session, run_id)
     now = utcnow()
     if run.status == RunStatus.PENDING:
         run.status, run.cancel_requested_at, run.finished_at = RunStatus.CANCELLED, now, now
@@ -411,7 +418,7 @@ def prepare_resume(session: Session, run_id: int, claimed_before: dt.datetime) -
     Re-sending a chunk that is in fact still queued somewhere costs a message, not work: whichever
     delivery comes second finds the chunk claimed or done and does nothing.
     """
-    run = session.execute(select(Run).where(Run.id == run_id).with_for_update()).scalar_one()
+    run = lock_run(session, run_id)
     if run.status == RunStatus.PENDING:
         return ResumePlan(run_id, restart=True)
     if run.status not in (RunStatus.RUNNING, RunStatus.CANCELLING):
