@@ -66,7 +66,8 @@ def sent(wsgi_app: Router, database_path: Path, monkeypatch: pytest.MonkeyPatch)
 
     def spy(name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         if threading.get_ident() == test_thread:
-            seen = committed_run_status(database_path, args[0]) if args else None
+            # The run id is the last argument (processFinished takes the chord's results first).
+            seen = committed_run_status(database_path, args[-1]) if args else None
             calls.append(Sent(name, args, {"kwargs": kwargs, **options}, seen))
         return real_send_task(name, args, kwargs, **options)
 
