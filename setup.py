@@ -42,6 +42,7 @@ setup(
             "warehouse-seed = warehouse.scripts.seed:main",
             "warehouse-run = warehouse.scripts.run:main",
             "warehouse-reconcile = warehouse.scripts.reconcile:main",
+            "warehouse-carrier-stub = warehouse.scripts.carrier_stub:main",
         ],
     },
 )
