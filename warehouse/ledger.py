@@ -303,7 +303,7 @@ def finalise_run(session: Session, run_id: int) -> str:
         return FinaliseResult.DONE_ALREADY
     if run.status == RunStatus.CANCELLING or exceeds_threshold(run):
         # Chunks that never started will not: skip them rather than wait for messages that may be
-        # lost. Chunks already running hold their row locks, so this waits for them and passes them by.
+        # lost. Chunks already running are left to finish; until they have, this returns WAIT.
         skipped = session.execute(
             update(RunChunk)
             .where(RunChunk.run_id == run_id, RunChunk.status == ChunkStatus.PENDING)

@@ -6,6 +6,11 @@ shell changes nothing), and starts worker processes with ``WAREHOUSE_INI`` point
 is built in-process from the same ini, so a run POSTed through WebTest goes to the real broker after
 its transaction commits, exactly as in production.
 
+The session's two workers (``workers``: w1, w2) are shared by tests that only start runs. A test that
+kills a worker or restarts a service does so on a ``Lane`` of its own (``make_lane``): its own queue,
+ini, web app and workers, all stopped when it ends, so that the order of tests never matters.
+The ini registers the probes of ``probe_operations.py`` (``slow_valuation``) and makes retries quick.
+
 When PostgreSQL or Redis cannot be reached (nor started), the tests are skipped, except under CI=true,
 where they fail: CI must never go green by skipping them.
 """
@@ -21,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +37,15 @@ import redis
 from celery import Celery
 from psycopg import sql
 from pyramid.paster import get_appsettings
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from webtest import TestApp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# ``warehouse.extra_operations`` names the tests' probes as tests.integration.probe_operations, which the
+# web apps built in this process resolve too: the repository root must be importable, however pytest
+# was started (``python -m pytest`` puts it on the path, the ``pytest`` script does not).
+if str(REPO_ROOT) not in sys.path:
+    sys.path.append(str(REPO_ROOT))
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -46,7 +57,10 @@ LOG_TAIL_LINES = 300
 OPERATOR_TOKEN = "op-token"
 VIEWER_TOKEN = "viewer-token"
 
-START_POSTGRES = ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start"]
+PG_CTLCLUSTER = ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main"]
+START_POSTGRES = [*PG_CTLCLUSTER, "start"]
+# Fast shutdown: every client connection is terminated at once, as when the server crashes or fails over.
+STOP_POSTGRES = [*PG_CTLCLUSTER, "stop", "-m", "fast"]
 START_REDIS = ["redis-server", "--daemonize", "yes", "--bind", REDIS_HOST, "--port", str(REDIS_PORT),
                "--save", "", "--appendonly", "no"]
 
@@ -71,7 +85,7 @@ warehouse.chunk_size = 500
 warehouse.carrier_url = http://127.0.0.1:8081
 warehouse.carrier_max_in_flight = 100
 warehouse.tokens = operator:{operator_token} viewer:{viewer_token}
-
+{tunable_settings}
 [server:main]
 use = egg:waitress#main
 listen = 127.0.0.1:6543
@@ -230,18 +244,39 @@ def redis_url(services: None) -> Iterator[str]:
         client.close()
 
 
-@pytest.fixture(scope="session")
-def ini_file(tmp_path_factory: pytest.TempPathFactory, database_url: str, redis_url: str) -> Path:
-    path = tmp_path_factory.mktemp("integration") / "integration.ini"
+# Settings of the ini that a test may change (``write_ini``'s ``extra_settings``), with their defaults.
+TUNABLE_SETTINGS = {
+    # Retries wait between half and all of 1, 2, 4, 8, 16 s: quick enough for a test to sit through.
+    "warehouse.retry_backoff_seconds": "1",
+    # The tests' probes (tests/integration/probe_operations.py): slow_valuation.
+    "warehouse.extra_operations": "tests.integration.probe_operations:SlowValuation",
+    "warehouse.test.chunk_delay_seconds": "0.2",
+}
+
+
+def write_ini(path: Path, database_url: str, redis_url: str, extra_settings: dict[str, str] | None = None) -> Path:
+    """Write the integration ini to ``path``, with ``extra_settings`` added to ``TUNABLE_SETTINGS``
+    (an ini section cannot name a setting twice, so the template's fixed settings cannot be changed)."""
+    tunable = {**TUNABLE_SETTINGS, **(extra_settings or {})}
     path.write_text(
         INI_TEMPLATE.format(
             database_url=database_url,
             redis_url=redis_url,
             operator_token=OPERATOR_TOKEN,
             viewer_token=VIEWER_TOKEN,
+            tunable_settings="".join(f"{key} = {value}\n" for key, value in tunable.items()),
         )
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def ini_file(tmp_path_factory: pytest.TempPathFactory, database_url: str, redis_url: str) -> Path:
+    return write_ini(tmp_path_factory.mktemp("integration") / "integration.ini", database_url, redis_url)
+
+
+def load_ini_settings(ini_file: Path) -> dict[str, Any]:
+    return dict(get_appsettings(str(ini_file), name="main"))
 
 
 @pytest.fixture(scope="session")
@@ -249,7 +284,7 @@ def settings(ini_file: Path) -> dict[str, Any]:
     """The ini's ``[app:main]`` settings, with the throwaway database migrated to head."""
     from warehouse.migrate import upgrade
 
-    settings = dict(get_appsettings(str(ini_file), name="main"))
+    settings = load_ini_settings(ini_file)
     assert "celery.embedded_worker" not in settings
     upgrade(settings)
     return settings
@@ -296,25 +331,33 @@ class WorkerProcess:
     def log_size(self) -> int:
         return self.log_path.stat().st_size
 
+    def terminate(self) -> None:
+        """Ask for a warm shutdown (SIGTERM) without waiting for it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self) -> None:
         """SIGTERM (warm shutdown), then SIGKILL the whole process group if it does not end in time."""
         try:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(timeout=WORKER_STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    pass
-            # The pool children are in the worker's own process group (start_new_session): nothing of
-            # it may outlive the session, whether the parent ended cleanly or not.
+            self.terminate()
             try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
+                self.process.wait(timeout=WORKER_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
                 pass
-            self.process.wait(timeout=WORKER_STOP_TIMEOUT)
+            self.kill()
         finally:
             if self._log_file is not None:
                 self._log_file.close()
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children at once, as when its node dies, and reap it."""
+        # The pool children are in the worker's own process group (start_new_session): nothing of
+        # it may outlive the test, whether the parent ended cleanly or not.
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait(timeout=WORKER_STOP_TIMEOUT)
 
 
 # Workers alive now, so a failing test's report can carry their logs.
@@ -340,22 +383,35 @@ def _parent_death_signal() -> Callable[[], None] | None:
     return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _start_worker(index: int, ini_file: Path, log_dir: Path) -> WorkerProcess:
-    log_path = log_dir / f"w{index}.log"
+def _worker_environment(ini_file: Path) -> dict[str, str]:
+    # The repository root on the path, so that ``warehouse.extra_operations`` can name the tests' probes
+    # (tests.integration.probe_operations) whatever the worker's working directory.
+    pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, WAREHOUSE_INI=str(ini_file), PYTHONUNBUFFERED="1", PYTHONPATH=pythonpath)
+
+
+def _start_worker(
+    name: str, ini_file: Path, log_dir: Path, queues: list[str] | None = None, concurrency: int = 2
+) -> WorkerProcess:
+    log_path = log_dir / f"{name}.log"
     log_file = log_path.open("wb")
-    env = dict(os.environ, WAREHOUSE_INI=str(ini_file), PYTHONUNBUFFERED="1")
+    command = [
+        sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO", f"--concurrency={concurrency}",
+        "--pool=prefork", "-n", f"{name}@%h", "--without-mingle", "--without-gossip",
+    ]
+    if queues:
+        command += ["-Q", ",".join(queues)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO", "--concurrency=2",
-         "--pool=prefork", "-n", f"w{index}@%h", "--without-mingle", "--without-gossip"],
+        command,
         cwd=REPO_ROOT,
-        env=env,
+        env=_worker_environment(ini_file),
         stdin=subprocess.DEVNULL,
         stdout=log_file,
         stderr=subprocess.STDOUT,
         start_new_session=True,
         preexec_fn=_parent_death_signal(),
     )
-    return WorkerProcess(f"w{index}@{socket.gethostname()}", process, log_path, log_file)
+    return WorkerProcess(f"{name}@{socket.gethostname()}", process, log_path, log_file)
 
 
 def _wait_until_ready(control_app: Celery, workers: list[WorkerProcess]) -> None:
@@ -376,48 +432,79 @@ def _wait_until_ready(control_app: Celery, workers: list[WorkerProcess]) -> None
                 waiting.pop(name, None)
 
 
-@pytest.fixture(scope="session")
-def start_workers(
-    ini_file: Path, settings: dict[str, Any], control_app: Celery, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[int], list[WorkerProcess]]]:
-    """``start_workers(n)`` starts n more worker processes (w1, w2, ...) and waits until each answers.
+class WorkerStarter:
+    """Starts worker processes, waits until each answers a ping, and stops every one of them at the end."""
 
-    Every worker started is stopped when the session ends, however it ends.
-    """
-    log_dir = tmp_path_factory.mktemp("worker-logs")
-    started: list[WorkerProcess] = []
+    def __init__(self, control_app: Celery, default_ini: Path, log_dir: Path) -> None:
+        self.control_app = control_app
+        self.default_ini = default_ini
+        self.log_dir = log_dir
+        self.started: list[WorkerProcess] = []
 
-    def start(count: int) -> list[WorkerProcess]:
-        first = len(started) + 1
+    def __call__(
+        self,
+        names: list[str],
+        ini_file: Path | None = None,
+        queues: list[str] | None = None,
+        concurrency: int = 2,
+    ) -> list[WorkerProcess]:
+        """Start workers with these node names (``w3`` becomes ``w3@host``) on ``ini_file`` (the
+        session's by default), consuming ``queues`` (the ini's default queue if None)."""
         batch = []
         try:
-            for index in range(first, first + count):
-                worker = _start_worker(index, ini_file, log_dir)
+            for name in names:
+                worker = _start_worker(name, ini_file or self.default_ini, self.log_dir, queues, concurrency)
                 batch.append(worker)
-                started.append(worker)
+                self.started.append(worker)
                 _running_workers.append(worker)
-            _wait_until_ready(control_app, batch)
+            _wait_until_ready(self.control_app, batch)
         except BaseException:
-            # Startup failed: say where the logs are, the finalizer below still stops everything.
-            print(f"worker logs in {log_dir}", file=sys.stderr)
+            # Startup failed: say where the logs are; stop_all() still stops everything.
+            print(f"worker logs in {self.log_dir}", file=sys.stderr)
             raise
         return batch
 
-    try:
-        yield start
-    finally:
-        for worker in reversed(started):
+    def stop_all(self) -> None:
+        for worker in self.started:  # all shut down together, not one after the other
+            worker.terminate()
+        for worker in reversed(self.started):
             try:
                 worker.stop()
             finally:
                 if worker in _running_workers:
                     _running_workers.remove(worker)
+        self.started.clear()
 
 
 @pytest.fixture(scope="session")
-def workers(start_workers: Callable[[int], list[WorkerProcess]]) -> list[WorkerProcess]:
-    """Two worker processes, w1 and w2, of two pool children each, shared by the session's tests."""
-    return start_workers(2)
+def workers(
+    ini_file: Path, settings: dict[str, Any], control_app: Celery, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[WorkerProcess]]:
+    """Two worker processes, w1 and w2, of two pool children each, shared by the session's tests.
+
+    Tests must not stop or kill them (nor the services under them): those that do use workers of
+    their own (``start_workers``), usually on a queue of their own (``make_lane``).
+    """
+    starter = WorkerStarter(control_app, ini_file, tmp_path_factory.mktemp("worker-logs"))
+    try:
+        yield starter(["w1", "w2"])
+    finally:
+        starter.stop_all()
+
+
+@pytest.fixture
+def start_workers(
+    ini_file: Path, settings: dict[str, Any], control_app: Celery, tmp_path: Path
+) -> Iterator[WorkerStarter]:
+    """``start_workers(["w3"], ini_file=..., queues=[...], concurrency=2)``: workers of this test's own,
+    stopped (SIGTERM, then SIGKILL of their process groups) when the test ends, however it ends."""
+    log_dir = tmp_path / "worker-logs"
+    log_dir.mkdir()
+    starter = WorkerStarter(control_app, ini_file, log_dir)
+    try:
+        yield starter
+    finally:
+        starter.stop_all()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -437,9 +524,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 # --- the web app --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def webapp(settings: dict[str, Any]) -> Iterator[TestApp]:
-    """The WSGI app in-process, built from the ini's settings; it sends tasks to the session's Redis."""
+@contextmanager
+def _web_app(settings: dict[str, Any]) -> Iterator[TestApp]:
+    """The WSGI app in-process, built from ``settings``; it sends tasks to their Redis."""
     from warehouse import main
 
     app = main({}, **settings)
@@ -448,6 +535,13 @@ def webapp(settings: dict[str, Any]) -> Iterator[TestApp]:
     finally:
         app.registry["celery_app"].close()
         app.registry["dbsession_factory"].kw["bind"].dispose()
+
+
+@pytest.fixture(scope="session")
+def webapp(settings: dict[str, Any]) -> Iterator[TestApp]:
+    """The WSGI app in-process, built from the ini's settings; it sends tasks to the session's Redis."""
+    with _web_app(settings) as app:
+        yield app
 
 
 TERMINAL_STATUSES = frozenset({"succeeded", "partially_failed", "failed", "cancelled"})
@@ -463,26 +557,47 @@ class Api:
 
     def __init__(self, app: TestApp) -> None:
         self.app = app
+        self.started_run_ids: list[int] = []
 
     def start_run(self, code: str, operation: str, **options: Any) -> dict[str, Any]:
         response = self.app.post_json(
             f"/api/warehouses/{code}/runs", {"operation": operation, **options}, headers=self.operator, status=202
         )
+        self.started_run_ids.append(response.json["id"])
         return response.json
 
     def run(self, run_id: int) -> dict[str, Any]:
         return self.app.get(f"/api/runs/{run_id}", headers=self.viewer, status=200).json
 
     def wait_for(
-        self, run_id: int, until: Callable[[dict[str, Any]], bool], timeout: float, what: str = "the condition"
+        self,
+        run_id: int,
+        until: Callable[[dict[str, Any]], bool],
+        timeout: float,
+        what: str = "the condition",
+        tolerate_errors: bool = False,
     ) -> dict[str, Any]:
         """Poll the run until ``until(run)`` holds; fail after ``timeout`` seconds, at a terminal status
         that does not satisfy it (nothing changes after that), or when every chunk has ended but the
-        run stays unfinalised for FINALISE_GRACE seconds (processFinished failed or never came)."""
+        run stays unfinalised for FINALISE_GRACE seconds (processFinished failed or never came).
+
+        ``tolerate_errors``: a poll that fails (an error answer, or an exception while the database is
+        down) is tried again until the timeout, instead of failing the test at once.
+        """
         deadline = time.monotonic() + timeout
         chunks_ended_at = None
+        last_error = None
         while True:
-            run = self.run(run_id)
+            try:
+                run = self.run(run_id)
+            except Exception as error:  # noqa: BLE001 - whatever a poll fails with, poll again
+                if not tolerate_errors:
+                    raise
+                last_error = error
+                if time.monotonic() > deadline:
+                    pytest.fail(f"run {run_id}: no {what} within {timeout} s; the last poll failed: {error!r}")
+                time.sleep(0.2)
+                continue
             if until(run):
                 return run
             if run["status"] in TERMINAL_STATUSES:
@@ -493,11 +608,13 @@ class Api:
                 if now - chunks_ended_at > FINALISE_GRACE:
                     pytest.fail(f"run {run_id}: every chunk ended {FINALISE_GRACE} s ago, still no {what}: {run}")
             if now > deadline:
-                pytest.fail(f"run {run_id}: no {what} within {timeout} s: {run}")
+                pytest.fail(f"run {run_id}: no {what} within {timeout} s: {run} (last poll error: {last_error!r})")
             time.sleep(0.1)
 
-    def wait_until_finished(self, run_id: int, timeout: float) -> dict[str, Any]:
-        return self.wait_for(run_id, lambda run: run["status"] in TERMINAL_STATUSES, timeout, "terminal status")
+    def wait_until_finished(self, run_id: int, timeout: float, tolerate_errors: bool = False) -> dict[str, Any]:
+        return self.wait_for(
+            run_id, lambda run: run["status"] in TERMINAL_STATUSES, timeout, "terminal status", tolerate_errors
+        )
 
 
 @pytest.fixture(scope="session")
@@ -505,8 +622,14 @@ def api(webapp: TestApp) -> Api:
     return Api(webapp)
 
 
-def _wait_until_idle(control_app: Celery, redis_url: str, workers: list[WorkerProcess], timeout: float) -> None:
-    """Wait until no task is queued, reserved, running or scheduled (a retry with a countdown) anywhere.
+DEFAULT_QUEUE = "celery"
+
+
+def _wait_until_idle(
+    control_app: Celery, redis_url: str, workers: list[WorkerProcess], timeout: float, queue: str = DEFAULT_QUEUE
+) -> None:
+    """Wait until no task is queued (on ``queue``), reserved, running or scheduled (a retry with a
+    countdown) on any of ``workers``.
 
     After that, the workers' logs hold everything the tasks sent so far will ever log.
     """
@@ -522,7 +645,7 @@ def _wait_until_idle(control_app: Celery, redis_url: str, workers: list[WorkerPr
                 if set(replies) != set(names):
                     busy[f"{kind} (no reply)"] = sorted(set(names) - set(replies))
                 busy.update({f"{kind} on {name}": tasks for name, tasks in replies.items() if tasks})
-            queued = client.llen("celery")
+            queued = client.llen(queue)
             if queued:
                 busy["queued"] = queued
             if not busy:
@@ -538,3 +661,112 @@ def _wait_until_idle(control_app: Celery, redis_url: str, workers: list[WorkerPr
 def wait_until_idle(control_app: Celery, redis_url: str, workers: list[WorkerProcess]) -> Callable[[float], None]:
     """``wait_until_idle(timeout)``: see ``_wait_until_idle``."""
     return lambda timeout: _wait_until_idle(control_app, redis_url, workers, timeout)
+
+
+# --- lanes: a queue, an ini, a web app and workers of one test's own -------------------------------
+
+
+@dataclass
+class Lane:
+    """What a test that kills or restarts things runs on, so that the session's w1 and w2 never see
+    its tasks: a queue of its own (``celery.task_default_queue``, so chunks, retries and the chord's
+    callback all stay on it), its own ini (same database and Redis DB), web app and workers."""
+
+    queue: str
+    ini_file: Path
+    settings: dict[str, Any]
+    api: Api
+    workers: list[WorkerProcess]
+    control_app: Celery
+    redis_url: str
+
+    def wait_until_idle(self, timeout: float) -> None:
+        _wait_until_idle(self.control_app, self.redis_url, self.workers, timeout, queue=self.queue)
+
+
+@pytest.fixture
+def make_lane(
+    database_url: str,
+    redis_url: str,
+    settings: dict[str, Any],
+    engine: Engine,
+    control_app: Celery,
+    start_workers: WorkerStarter,
+    tmp_path: Path,
+) -> Iterator[Callable[..., Lane]]:
+    """``make_lane(name, workers=["r1"], concurrency=2, settings={...})``: a ``Lane`` for this test,
+    with ``settings`` added to its ini. When the test ends its workers are stopped, its queue is
+    deleted, and the runs started through it that are still active (the test failed halfway) are
+    marked cancelled, so that no reconciler of a later test picks them up."""
+    web_apps = ExitStack()
+    queues: list[str] = []
+    apis: list[Api] = []
+
+    def make(
+        name: str, workers: list[str], concurrency: int = 2, settings: dict[str, str] | None = None
+    ) -> Lane:
+        queue = f"q_{name}_{secrets.token_hex(3)}"
+        queues.append(queue)
+        ini = write_ini(
+            tmp_path / f"{name}.ini",
+            database_url,
+            redis_url,
+            {"celery.task_default_queue": queue, **(settings or {})},
+        )
+        lane_settings = load_ini_settings(ini)
+        api = Api(web_apps.enter_context(_web_app(lane_settings)))
+        apis.append(api)
+        started = start_workers(workers, ini_file=ini, queues=[queue], concurrency=concurrency)
+        return Lane(queue, ini, lane_settings, api, started, control_app, redis_url)
+
+    try:
+        yield make
+    finally:
+        web_apps.close()
+        client = redis.Redis.from_url(redis_url)
+        try:
+            if queues:
+                client.delete(*queues)
+        finally:
+            client.close()
+        run_ids = [run_id for api in apis for run_id in api.started_run_ids]
+        if run_ids:
+            with engine.begin() as connection:
+                connection.execute(
+                    text(
+                        "UPDATE runs SET status = 'cancelled', finished_at = now()"
+                        " WHERE id = ANY(:ids) AND status IN ('pending', 'running', 'cancelling')"
+                    ),
+                    {"ids": run_ids},
+                )
+
+
+# --- PostgreSQL going away -------------------------------------------------------------------------
+
+
+@contextmanager
+def _postgresql_stopped() -> Iterator[None]:
+    """Stop the PostgreSQL cluster with a fast shutdown (every connection is cut at once) for the
+    block; start it again however the block ends, and wait until it answers."""
+    stopped = subprocess.run(STOP_POSTGRES, capture_output=True, text=True, timeout=SERVICE_START_TIMEOUT)
+    if stopped.returncode != 0:
+        raise RuntimeError(f"`{' '.join(STOP_POSTGRES)}` exited {stopped.returncode}: {stopped.stdout}{stopped.stderr}")
+    try:
+        yield
+    finally:
+        attempt = _try_to_start(START_POSTGRES)
+        deadline = time.monotonic() + SERVICE_START_TIMEOUT
+        while (error := _postgres_error()) is not None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not come back ({error}); tried {attempt}")
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def postgresql_stopped(database_url: str) -> Callable[[], Any]:
+    """``with postgresql_stopped(): ...``: the whole cluster is down inside the block.
+
+    It stops every database of the cluster, other sessions' too: tests using it are for a machine
+    (or CI job) of their own.
+    """
+    return _postgresql_stopped

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from tests.integration.checks import assert_all_done, valuation_mismatches, warehouse_id
 from warehouse.scripts.seed import seed
 
 RUN_TIMEOUT = 120.0
@@ -18,42 +19,6 @@ RUN_TIMEOUT = 120.0
 # workers and drop the database; the "thread" method would end the process and leak them.
 bounded = pytest.mark.timeout(300, method="signal")
 FINISHED_SUCCEEDED = re.compile(r"Task processFinished\[[0-9a-f-]+\] succeeded")
-
-
-def assert_all_done(counts: dict[str, int], total: int) -> None:
-    """``counts`` (a run's ``chunks`` or ``items``) say all ``total`` are done: none failed, skipped
-    (or in any other state the API may add), none remaining."""
-    assert counts["total"] == total, counts
-    assert counts["done"] == total, counts
-    assert {key: value for key, value in counts.items() if key not in ("total", "done") and value} == {}, counts
-
-
-def warehouse_id(engine: Engine, code: str) -> int:
-    with engine.connect() as connection:
-        return connection.scalar(text("SELECT id FROM warehouses WHERE code = :code"), {"code": code})
-
-
-def valuation_mismatches(engine: Engine, warehouse: int, up_to_id: int | None = None) -> dict[str, Any]:
-    """What the valuation should have written, compared with what it did, in one query."""
-    with engine.connect() as connection:
-        row = connection.execute(
-            text(
-                """
-                SELECT count(*) AS products,
-                       count(*) FILTER (WHERE stock_value IS NULL OR needs_reorder IS NULL) AS not_valued,
-                       count(*) FILTER (
-                           WHERE stock_value IS DISTINCT FROM qty_on_hand * unit_cost
-                              OR needs_reorder IS DISTINCT FROM (qty_on_hand <= reorder_point)
-                       ) AS mismatches,
-                       coalesce(sum(qty_on_hand * unit_cost), 0) AS expected_total,
-                       count(*) FILTER (WHERE qty_on_hand <= reorder_point) AS expected_reorder
-                FROM products
-                WHERE warehouse_id = :warehouse AND (CAST(:up_to_id AS bigint) IS NULL OR id <= :up_to_id)
-                """
-            ),
-            {"warehouse": warehouse, "up_to_id": up_to_id},
-        ).one()
-    return row._asdict()
 
 
 def chunk_rows(engine: Engine, run_id: int) -> dict[str, Any]:
