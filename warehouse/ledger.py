@@ -186,7 +186,14 @@ def claim_chunk(session: Session, run_id: int, start_id: int, hostname: str | No
         return None
     if chunk.status == ChunkStatus.RUNNING and chunk.task_id != task_id:
         return None
-    run = session.get_one(Run, run_id)
+    # FOR KEY SHARE: waits for a cancel being committed (cancel_run locks the row FOR UPDATE), so no
+    # chunk starts after a cancel, yet never blocks other chunks bumping the run's counters.
+    run = session.execute(
+        select(Run)
+        .where(Run.id == run_id)
+        .with_for_update(read=True, key_share=True)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
     if run.status != RunStatus.RUNNING or exceeds_threshold(run):
         skip_chunk(session, chunk)
         return None
