@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import kombu.exceptions
 import redis.exceptions
 import sqlalchemy.exc
-from celery.utils.time import get_exponential_backoff_interval
 
 # Errors that say "not now" rather than "never": the database restarting, a deadlock or lock
 # timeout, the broker or Redis going away. Anything else is a bug or bad data, and retrying it
@@ -28,13 +29,12 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT_ERRORS)
 
 
-def backoff_seconds(retries: int, factor: int = 2, maximum: int = 120) -> int:
-    """Exponential backoff with jitter: half of ``factor * 2**retries`` (capped) plus a random part.
+def backoff_seconds(retries: int, factor: float = 2, maximum: float = 120) -> float:
+    """Exponential backoff with "equal jitter": half of ``factor * 2**retries`` (capped), plus a
+    random part up to the other half.
 
     The fixed half keeps five retries from all landing within the first second, as full jitter can,
     which would spend them before a restarting database is back; the random half spreads the herd.
     """
-    ceiling = min(maximum, factor * 2**retries)
-    return ceiling // 2 + get_exponential_backoff_interval(
-        factor=factor, retries=retries, maximum=maximum - ceiling // 2, full_jitter=True
-    ) // 2
+    step = min(maximum, factor * 2**retries)
+    return step / 2 + random.uniform(0, step / 2)

@@ -41,10 +41,10 @@ class WarehouseTask(Task):
             return
         countdown = backoff_seconds(
             self.request.retries,
-            factor=int(settings.get("warehouse.retry_backoff_seconds", 2)),
-            maximum=int(settings.get("warehouse.retry_backoff_max_seconds", 120)),
+            factor=float(settings.get("warehouse.retry_backoff_seconds", 2)),
+            maximum=float(settings.get("warehouse.retry_backoff_max_seconds", 120)),
         )
-        logger.warning("%s %s: %s; retrying in %ss", self.name, self.request.args, error, countdown)
+        logger.warning("%s %s: %s; retrying in %.1fs", self.name, self.request.args, error, countdown)
         raise self.retry(exc=error, countdown=countdown, max_retries=max_retries) from error
 
 

@@ -17,6 +17,7 @@ where they fail: CI must never go green by skipping them.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import secrets
@@ -24,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -195,8 +197,53 @@ def _admin_connection() -> psycopg.Connection:
     return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True)
 
 
+# Every session holds this file's shared lock while it uses the PostgreSQL cluster; a test that stops
+# the cluster holds the exclusive lock, so it never cuts off another session's tests (another
+# checkout's, or a second run on the same machine), and no session starts while the cluster is down.
+POSTGRES_LOCK_PATH = Path(tempfile.gettempdir()) / "warehouse-integration-postgresql.lock"
+# How long a test that would stop the cluster waits for the other sessions to finish.
+POSTGRES_ALONE_WAIT = 60.0
+
+
+class PostgresqlLock:
+    def __init__(self, path: Path) -> None:
+        self.file = path.open("a")
+        fcntl.flock(self.file, fcntl.LOCK_SH)
+
+    def try_alone(self, wait: float) -> bool:
+        """Trade the shared lock for the exclusive one, within ``wait`` seconds; False (holding the
+        shared lock again) if other sessions still use the cluster by then."""
+        # flock cannot upgrade atomically: let go of the shared lock, then ask for the exclusive one.
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    fcntl.flock(self.file, fcntl.LOCK_SH)
+                    return False
+                time.sleep(0.2)
+
+    def share(self) -> None:
+        fcntl.flock(self.file, fcntl.LOCK_SH)
+
+    def close(self) -> None:
+        self.file.close()  # releases the lock
+
+
 @pytest.fixture(scope="session")
-def database_url(services: None) -> Iterator[str]:
+def postgresql_lock(services: None) -> Iterator[PostgresqlLock]:
+    lock = PostgresqlLock(POSTGRES_LOCK_PATH)
+    try:
+        yield lock
+    finally:
+        lock.close()
+
+
+@pytest.fixture(scope="session")
+def database_url(services: None, postgresql_lock: PostgresqlLock) -> Iterator[str]:
     name = f"warehouse_it_{secrets.token_hex(6)}"
     with _admin_connection() as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -763,10 +810,23 @@ def _postgresql_stopped() -> Iterator[None]:
 
 
 @pytest.fixture
-def postgresql_stopped(database_url: str) -> Callable[[], Any]:
+def postgresql_stopped(database_url: str, postgresql_lock: PostgresqlLock) -> Iterator[Callable[[], Any]]:
     """``with postgresql_stopped(): ...``: the whole cluster is down inside the block.
 
-    It stops every database of the cluster, other sessions' too: tests using it are for a machine
-    (or CI job) of their own.
+    Stopping it stops every database of the cluster, so the test waits (set-up, before anything else
+    of it runs) until no other test session uses the cluster, and keeps others from starting until
+    it ends; it is skipped if they do not finish in POSTGRES_ALONE_WAIT seconds (under CI=true it
+    fails instead: CI must never go green by skipping).
     """
-    return _postgresql_stopped
+    if not postgresql_lock.try_alone(POSTGRES_ALONE_WAIT):
+        reason = (
+            f"another integration test session still uses PostgreSQL after {POSTGRES_ALONE_WAIT:.0f} s"
+            f" (it holds {POSTGRES_LOCK_PATH}); stopping the cluster would break its tests"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true, so not skipping: {reason}", pytrace=False)
+        pytest.skip(reason)
+    try:
+        yield _postgresql_stopped
+    finally:
+        postgresql_lock.share()
