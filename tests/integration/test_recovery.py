@@ -25,7 +25,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -36,7 +35,7 @@ from celery import Celery
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import sessionmaker
 
-from tests.integration.checks import assert_all_done, valuation_mismatches, warehouse_id
+from tests.integration.checks import assert_all_done, assert_valued, chunk_rows
 from tests.integration.recovery_operations import FAIL_EVERY, PacedValuation, PartlyFailingValuation
 from warehouse import ledger
 from warehouse.models import Warehouse
@@ -241,21 +240,6 @@ def reconcile_until_finished(recovery: Recovery, run_id: int, timeout: float) ->
             pytest.fail(f"run {run_id} did not end within {timeout} s of reconciling: {run}; reports {reports}")
         reports.append(warehouse_reconcile(recovery))
         time.sleep(0.5)
-
-
-def chunk_rows(engine: Engine, run_id: int) -> list[dict[str, Any]]:
-    with engine.connect() as connection:
-        rows = connection.execute(text("SELECT * FROM run_chunks WHERE run_id = :id ORDER BY seq"), {"id": run_id})
-        return [row._asdict() for row in rows]
-
-
-def assert_valued(engine: Engine, code: str, run: dict[str, Any], count: int) -> None:
-    """Every product of the warehouse valued right (one query), and the run's result adds them up."""
-    products = valuation_mismatches(engine, warehouse_id(engine, code))
-    assert products == {**products, "products": count, "not_valued": 0, "mismatches": 0}, products
-    assert Decimal(run["result"]["total_stock_value"]) == products["expected_total"]
-    assert run["result"]["products_needing_reorder"] == products["expected_reorder"]
-    assert run["result"]["items_processed"] == count
 
 
 def assert_succeeded_once(run: dict[str, Any], chunks: list[dict[str, Any]], items: int) -> None:
