@@ -15,10 +15,13 @@ $(INSTALLED): setup.py
 
 install: $(INSTALLED)
 
-# The embedded default: SQLite, in-process broker and worker; demo data loaded once.
+# The embedded default: SQLite, in-process broker and worker; demo data loaded once; the carrier
+# stub (development.ini's warehouse.carrier_url) runs beside the app and stops with it.
 run: install
 	$(BIN)/initialize_warehouse_db $(INI)
 	$(BIN)/warehouse-seed $(INI) --warehouse demo --name "Demo warehouse" --products 10000 --shipments 2000 --if-missing
+	$(BIN)/warehouse-carrier-stub --port 8081 --latency-ms 200 --max-in-flight 100 & stub=$$!; \
+	trap 'kill $$stub' EXIT INT TERM; \
 	$(BIN)/pserve $(INI)
 
 # The whole suite: unit, functional, and integration (real PostgreSQL, Redis and worker processes).

@@ -13,7 +13,8 @@ def load_compose() -> dict:
 
 def test_compose_has_the_services_of_the_design() -> None:
     services = load_compose()["services"]
-    assert {"web", "worker", "beat", "redis", "postgres", "flower"} <= set(services)
+    assert {"web", "worker", "beat", "redis", "postgres", "flower", "carrier"} <= set(services)
+    assert "warehouse-carrier-stub" in services["carrier"]["command"]
 
 
 def test_app_services_share_one_environment_built_from_production_ini() -> None:
