@@ -52,6 +52,11 @@ def committed_run_status(database: Path, run_id: Any) -> str | None:
     return row[0] if row else None
 
 
+def run_id_in(name: str, args: list[Any]) -> Any:
+    # processFinished takes the chord's results first, then the run id; the other tasks start with it.
+    return args[-1] if name == "processFinished" else args[0]
+
+
 @pytest.fixture
 def sent(wsgi_app: Router, database_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Sent]:
     """Tasks the web side sends (``registry["celery_app"].send_task`` called on the test's thread).
@@ -66,8 +71,7 @@ def sent(wsgi_app: Router, database_path: Path, monkeypatch: pytest.MonkeyPatch)
 
     def spy(name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         if threading.get_ident() == test_thread:
-            # The run id is the last argument (processFinished takes the chord's results first).
-            seen = committed_run_status(database_path, args[-1]) if args else None
+            seen = committed_run_status(database_path, run_id_in(name, list(args))) if args else None
             calls.append(Sent(name, args, {"kwargs": kwargs, **options}, seen))
         return real_send_task(name, args, kwargs, **options)
 

@@ -11,18 +11,16 @@ import datetime as dt
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pyramid.router import Router
 from sqlalchemy import Select, select, update
 from webtest import TestApp
 
-from test_api import add_run, assert_error, committed_run_status, nothing_written_or_sent
+from test_api import Sent, add_run, assert_error, nothing_written_or_sent, sent  # noqa: F401 (sent is a fixture)
 from warehouse import ledger, operations
 from warehouse.models import ChunkStatus, Product, Run, RunChunk, RunStatus, Warehouse
 from warehouse.operations import ChunkOutcome, ChunkWork, ItemFailure, Operation
@@ -33,41 +31,6 @@ ENDED = [RunStatus.SUCCEEDED, RunStatus.PARTIALLY_FAILED, RunStatus.FAILED, RunS
 
 
 # --- what the web side sends -------------------------------------------------------------------------
-
-
-@dataclass
-class Sent:
-    name: str
-    args: list[Any]
-    run_status_seen_by_another_connection: str | None
-
-
-def run_id_in(name: str, args: Sequence[Any]) -> Any:
-    # processFinished takes the chord's results first, then the run id.
-    return args[-1] if name == "processFinished" else args[0]
-
-
-@pytest.fixture
-def sent(wsgi_app: Router, database_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Sent]:
-    """Tasks sent from the test's thread (the web side), with the run's committed status at that moment.
-
-    test_api.py's spy reads the run id from the first argument, which for processFinished is the list
-    of chunk results; this one knows where each task keeps it.
-    """
-    celery_app = wsgi_app.registry["celery_app"]
-    real_send_task = celery_app.send_task
-    test_thread = threading.get_ident()
-    calls: list[Sent] = []
-
-    def spy(name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
-        if threading.get_ident() == test_thread:
-            args = list(args or [])
-            seen = committed_run_status(database_path, run_id_in(name, args)) if args else None
-            calls.append(Sent(name, args, seen))
-        return real_send_task(name, args, kwargs, **options)
-
-    monkeypatch.setattr(celery_app, "send_task", spy)
-    return calls
 
 
 # --- runs written straight into the ledger --------------------------------------------------------------
