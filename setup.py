@@ -3,6 +3,7 @@ from setuptools import find_packages, setup
 requires = [
     "alembic>=1.13",
     "celery[redis]>=5.5,<6",
+    "httpx>=0.27",
     "plaster_pastedeploy>=1.0",
     "psycopg[binary]>=3.1",
     "pyramid>=2.0",

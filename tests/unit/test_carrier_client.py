@@ -1,0 +1,62 @@
+"""The carrier client against the stub, in process (httpx's WSGI transport: no sockets)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from warehouse.carrier.client import CarrierClient, LabelOrder, PermanentCarrierError, TransientCarrierError
+from warehouse.carrier.stub import StubConfig, make_app
+
+ORDER = LabelOrder(shipment_id=42, reference="SHP-42", ship_to="1 Quay St, Dublin", weight_grams=1200)
+
+
+def client_for(stub) -> CarrierClient:  # type: ignore[no-untyped-def]
+    return CarrierClient("http://carrier.test", httpx.Client(transport=httpx.WSGITransport(app=stub)))
+
+
+def test_buying_twice_with_the_same_shipment_buys_one_label() -> None:
+    stub = make_app(StubConfig())
+    client = client_for(stub)
+
+    first = client.buy_label(ORDER)
+    again = client.buy_label(ORDER)
+
+    assert first == again
+    assert first.label_id and first.tracking_number and first.label_url
+    assert stub.state.stats()["purchases"] == 1
+    assert stub.state.stats()["duplicate_keys"] == 1
+
+
+def test_the_idempotency_key_names_the_shipment() -> None:
+    assert ORDER.idempotency_key == "shipment-42"
+
+
+@pytest.mark.parametrize(
+    ("config", "retry_after"),
+    [(StubConfig(fail_rate=1.0), None), (StubConfig(rate_limited_rate=1.0, retry_after=3), 3.0)],
+    ids=["503", "429"],
+)
+def test_503_and_429_are_transient_and_carry_retry_after(config: StubConfig, retry_after: float | None) -> None:
+    with pytest.raises(TransientCarrierError) as raised:
+        client_for(make_app(config)).buy_label(ORDER)
+    assert raised.value.retry_after == retry_after
+
+
+def test_a_refused_order_is_permanent_with_the_carriers_message() -> None:
+    bad = LabelOrder(shipment_id=7, reference="SHP-7", ship_to="somewhere", weight_grams=999_999)
+    with pytest.raises(PermanentCarrierError, match="weight_grams"):
+        client_for(make_app(StubConfig())).buy_label(bad)
+
+
+def test_timeouts_and_connection_errors_are_transient() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    def time_out(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("read timed out", request=request)
+
+    for handler in (refuse, time_out):
+        client = CarrierClient("http://carrier.test", httpx.Client(transport=httpx.MockTransport(handler)))
+        with pytest.raises(TransientCarrierError):
+            client.buy_label(ORDER)

@@ -1,0 +1,99 @@
+"""The client side of the carrier API: buy one label, and say whether a failure is worth retrying.
+
+One pooled ``httpx.Client`` per worker process serves every thread of every chunk, so connections are
+reused across calls instead of opened per label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+# Retry-After when a 429 or 503 names none.
+DEFAULT_RETRY_AFTER = 1.0
+
+
+@dataclass(frozen=True)
+class LabelOrder:
+    shipment_id: int
+    reference: str
+    ship_to: str
+    weight_grams: int
+
+    @property
+    def idempotency_key(self) -> str:
+        # Stable per shipment: a retry, a redelivered chunk or a rerun can never buy a second label.
+        return f"shipment-{self.shipment_id}"
+
+
+@dataclass(frozen=True)
+class Label:
+    label_id: str
+    tracking_number: str
+    label_url: str
+
+
+class CarrierError(Exception):
+    """The carrier did not sell the label."""
+
+
+class TransientCarrierError(CarrierError):
+    """Worth another try later: 429, 5xx, a timeout, a connection error."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentCarrierError(CarrierError):
+    """The carrier refused this order (other 4xx): retrying would get the same answer."""
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return DEFAULT_RETRY_AFTER if response.status_code == 429 else None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body: Any = response.json()
+        return str(body["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:500] or response.reason_phrase
+
+
+class CarrierClient:
+    def __init__(self, base_url: str, http: httpx.Client) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = http
+
+    def buy_label(self, order: LabelOrder) -> Label:
+        """Buy (or, for a key the carrier has seen, fetch again) the label for ``order``."""
+        try:
+            response = self.http.post(
+                f"{self.base_url}/v1/labels",
+                headers={"Idempotency-Key": order.idempotency_key},
+                json={"shipment_reference": order.reference, "ship_to": order.ship_to, "weight_grams": order.weight_grams},
+            )
+        except (httpx.TimeoutException, httpx.TransportError) as error:
+            raise TransientCarrierError(f"{type(error).__name__}: {error}") from error
+        if response.status_code in (200, 201):
+            body = response.json()
+            return Label(label_id=body["label_id"], tracking_number=body["tracking_number"], label_url=body["label_url"])
+        message = f"carrier answered {response.status_code}: {_message(response)}"
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientCarrierError(message, _retry_after(response))
+        raise PermanentCarrierError(message)
+
+
+def make_http_client(timeout_seconds: float, max_connections: int) -> httpx.Client:
+    """The pooled HTTP client a worker process shares between its threads."""
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout_seconds),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+    )
