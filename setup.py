@@ -6,6 +6,9 @@ requires = [
     "httpx>=0.27",
     "plaster_pastedeploy>=1.0",
     "psycopg[binary]>=3.1",
+    # The carrier's in-flight limit, shared by every worker through Redis (leased slots, so a killed
+    # worker's slots come back by themselves).
+    "py-redis-semaphore>=0.2,<0.3",
     "pyramid>=2.0",
     "pyramid_openapi3>=0.19",
     "pyramid_retry>=2.1",

@@ -1,8 +1,6 @@
-"""Which errors are worth retrying, and how long to wait before the next attempt."""
+"""Which errors are worth retrying; how long to wait is ``warehouse.backoff``'s business."""
 
 from __future__ import annotations
-
-import random
 
 import kombu.exceptions
 import redis.exceptions
@@ -27,14 +25,3 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
         return True
     return isinstance(error, TRANSIENT_ERRORS)
-
-
-def backoff_seconds(retries: int, factor: float = 2, maximum: float = 120) -> float:
-    """Exponential backoff with "equal jitter": half of ``factor * 2**retries`` (capped), plus a
-    random part up to the other half.
-
-    The fixed half keeps five retries from all landing within the first second, as full jitter can,
-    which would spend them before a restarting database is back; the random half spreads the herd.
-    """
-    step = min(maximum, factor * 2**retries)
-    return step / 2 + random.uniform(0, step / 2)

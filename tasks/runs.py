@@ -13,10 +13,11 @@ from typing import Any
 from celery import Celery, Task
 
 from warehouse import ledger
+from warehouse.backoff import backoff_seconds
 
 from .canvas import send_chunks
 from .reconcile import reconcile
-from .retry import backoff_seconds, is_transient
+from .retry import is_transient
 
 logger = logging.getLogger(__name__)
 

@@ -165,6 +165,7 @@ class ClaimedChunk:
     warehouse_id: int
     operation: str
     planned_on: dt.date
+    item_count: int = 0
 
 
 class ChunkLost(Exception):
@@ -212,6 +213,7 @@ def claim_chunk(session: Session, run_id: int, start_id: int, hostname: str | No
         warehouse_id=run.warehouse_id,
         operation=run.operation,
         planned_on=(run.started_at or utcnow()).date(),
+        item_count=chunk.item_count,
     )
 
 
@@ -235,6 +237,7 @@ def do_chunk(session: Session, claimed: ClaimedChunk, settings: Mapping[str, Any
         end_id=claimed.end_id,
         settings=settings,
         planned_on=claimed.planned_on,
+        item_count=claimed.item_count,
     )
     outcome = operations.get(claimed.operation).process_chunk(work)
     status = ChunkStatus.FAILED if outcome.items_failed and not outcome.items_done else ChunkStatus.DONE

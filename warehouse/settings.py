@@ -22,6 +22,7 @@ ENVIRONMENT_OVERRIDES: dict[str, tuple[str, ...]] = {
     "warehouse.chunk_size": ("WAREHOUSE_CHUNK_SIZE",),
     "warehouse.carrier_url": ("CARRIER_URL",),
     "warehouse.carrier_max_in_flight": ("CARRIER_MAX_IN_FLIGHT",),
+    "warehouse.carrier_limiter_url": ("CARRIER_LIMITER_URL",),
     "warehouse.tokens": ("WAREHOUSE_TOKENS",),
 }
 

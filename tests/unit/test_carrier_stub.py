@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from webtest import TestApp
 
+from warehouse.carrier.served import serve_stub
 from warehouse.carrier.stub import StubConfig, make_app
 from warehouse.scripts.carrier_stub import default_threads, parse_args
 
@@ -243,23 +244,8 @@ def test_command_line_refuses_a_bad_rate(capsys: pytest.CaptureFixture[str]) -> 
 @pytest.fixture
 def served_carrier() -> Iterator[str]:
     """The console script as its own process, on a free port it picks and reports itself."""
-    command = [sys.executable, "-m", "warehouse.scripts.carrier_stub", "--port", "0"]
-    options = ["--latency-ms", "200", "--max-in-flight", "5"]
-    # The context manager closes the pipes; the finally makes sure there is a process to wait for.
-    with subprocess.Popen([*command, *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            if not line.startswith("carrier stub listening on http://"):
-                process.terminate()
-                pytest.fail(f"the stub did not start: {line!r}\n{process.communicate(timeout=5)[1]}")
-            yield line.split(" on ", 1)[1].strip()
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    with serve_stub("--latency-ms", "200", "--max-in-flight", "5") as stub:
+        yield stub.url
 
 
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:

@@ -1,7 +1,8 @@
 import pytest
 import sqlalchemy.exc
 
-from tasks.retry import backoff_seconds, is_transient
+from tasks.retry import is_transient
+from warehouse.backoff import backoff_seconds
 
 
 @pytest.mark.parametrize("retries", range(6))

@@ -37,9 +37,11 @@ def register_from_settings(settings: Mapping[str, Any]) -> None:
 
 
 def _builtin() -> None:
+    from .shipping_labels import ShippingLabels
     from .valuation import Valuation
 
     register(Valuation())
+    register(ShippingLabels())
 
 
 _builtin()

@@ -24,6 +24,8 @@ class ChunkWork:
     settings: Mapping[str, Any]
     # The day the run was planned on, so date windows do not move under a run that crosses midnight.
     planned_on: dt.date
+    # How many items the plan put in this chunk (some may have changed since).
+    item_count: int = 0
 
 
 @dataclass

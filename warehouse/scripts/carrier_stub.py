@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import waitress
 
+from warehouse.carrier.served import READY_PREFIX
 from warehouse.carrier.stub import InvalidField, StubConfig, make_app
 
 # Over-cap requests are answered at once, but each still needs a thread (and a connection slot) to be
@@ -78,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The socket is bound by now, so whoever waits for this line can connect as soon as it appears.
     host = getattr(server, "effective_host", args.host)
     port = getattr(server, "effective_port", args.port)
-    print(f"carrier stub listening on http://{host}:{port}", flush=True)
+    print(f"{READY_PREFIX}http://{host}:{port}", flush=True)
     try:
         server.run()
     except KeyboardInterrupt:

@@ -1,0 +1,153 @@
+"""One limit for every worker: how many carrier calls are in flight, and when everyone must pause.
+
+``warehouse.carrier_max_in_flight`` bounds the calls in flight across all worker processes and nodes.
+With Redis, the slots are a py-redis-semaphore counting semaphore: each slot is a lease that a
+heartbeat keeps alive while its call runs, so the slots of a worker killed with ``kill -9`` come back
+by themselves when their lease runs out (``lock_timeout``), instead of leaking for good.
+
+A 429 with ``Retry-After`` pauses every caller, not only the one that got it: the pause is a Redis key
+with that time to live, and every call waits for it to expire before it takes a slot.
+
+Without Redis (development.ini's in-memory broker, one process) the same two rules hold in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+import redis
+from redis_semaphore import AcquireMode, Semaphore, SemaphoreConfig, TimeSource
+from redis_semaphore.errors import BackendError
+
+logger = logging.getLogger(__name__)
+
+# Jitter added to a pause, so that the callers it held do not all call again in the same millisecond.
+PAUSE_JITTER_SECONDS = 0.05
+
+
+class LimiterUnavailable(ConnectionError):
+    """The shared limit cannot be consulted (Redis is down): calling anyway could break the cap."""
+
+
+class CarrierGate(Protocol):
+    max_in_flight: int
+
+    def slot(self) -> contextlib.AbstractContextManager[None]:
+        """Hold one of the ``max_in_flight`` slots for the duration of one call."""
+
+    def pause(self, seconds: float) -> None:
+        """Make every caller wait ``seconds`` (or longer, if a pause already runs longer)."""
+
+    def wait_while_paused(self) -> None:
+        """Return when no pause is in force."""
+
+
+class LocalGate:
+    """The limit and the pause for the threads of one process."""
+
+    def __init__(self, max_in_flight: int) -> None:
+        self.max_in_flight = max_in_flight
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._slots:
+            yield
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    def wait_while_paused(self) -> None:
+        while (remaining := self._paused_until - time.monotonic()) > 0:
+            time.sleep(remaining + random.uniform(0, PAUSE_JITTER_SECONDS))
+
+
+class RedisGate:
+    """The limit and the pause shared by every process that names the same Redis and carrier."""
+
+    def __init__(self, client: redis.Redis, name: str, max_in_flight: int, lease_seconds: float) -> None:
+        self.max_in_flight = max_in_flight
+        self._client = client
+        self._pause_key = f"warehouse:carrier-pause:{name}"
+        self._config = SemaphoreConfig(
+            name=name,
+            namespace="warehouse:carrier-slots",
+            limit=max_in_flight,
+            # A slot outlives its holder by at most this long; the heartbeat renews it every third.
+            lock_timeout=lease_seconds,
+            acquire_mode=AcquireMode.BLPOP,
+            # Below the client's socket timeout, so a blocked wait is never mistaken for a dead socket.
+            blpop_timeout=1.0,
+            time_source=TimeSource.SERVER,
+        )
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        # One Semaphore object per call: an instance holds at most one slot.
+        semaphore = Semaphore(self._client, self._config)
+        try:
+            semaphore.acquire(blocking=True)
+        except BackendError as error:
+            raise LimiterUnavailable(f"carrier limiter: {error}") from error
+        try:
+            yield
+        finally:
+            try:
+                semaphore.release()
+            except BackendError:
+                # The lease runs out by itself; the call's own outcome matters more than this.
+                logger.warning("could not release a carrier slot; it frees itself within %.0fs", self._config.lock_timeout)
+
+    def pause(self, seconds: float) -> None:
+        milliseconds = max(1, int(seconds * 1000))
+        try:
+            with self._client.pipeline(transaction=True) as pipeline:
+                # Create the pause, or lengthen one that ends sooner; never shorten a longer one.
+                pipeline.set(self._pause_key, 1, px=milliseconds, nx=True)
+                pipeline.pexpire(self._pause_key, milliseconds, gt=True)
+                pipeline.execute()
+        except redis.RedisError as error:
+            raise LimiterUnavailable(f"carrier limiter: {error}") from error
+
+    def wait_while_paused(self) -> None:
+        while True:
+            try:
+                remaining_ms = self._client.pttl(self._pause_key)
+            except redis.RedisError as error:
+                raise LimiterUnavailable(f"carrier limiter: {error}") from error
+            if remaining_ms <= 0:
+                return
+            time.sleep(remaining_ms / 1000 + random.uniform(0, PAUSE_JITTER_SECONDS))
+
+
+def limiter_url(settings: Mapping[str, Any]) -> str | None:
+    """Where the shared limit lives: ``warehouse.carrier_limiter_url``, else a Redis broker, else nowhere."""
+    explicit = str(settings.get("warehouse.carrier_limiter_url", "")).strip()
+    if explicit:
+        return explicit
+    broker = str(settings.get("celery.broker_url", ""))
+    return broker if broker.startswith(("redis://", "rediss://", "unix://")) else None
+
+
+def make_gate(settings: Mapping[str, Any], carrier_url: str, max_in_flight: int, call_timeout: float) -> CarrierGate:
+    url = limiter_url(settings)
+    if url is None:
+        logger.info("no Redis for the carrier limit: %s calls in flight per process", max_in_flight)
+        return LocalGate(max_in_flight)
+    client = redis.Redis.from_url(
+        url,
+        socket_connect_timeout=2,
+        socket_timeout=max(5.0, call_timeout),
+        health_check_interval=30,
+    )
+    # Every deployment that talks to the same carrier through the same Redis shares one limit.
+    return RedisGate(client, carrier_url.rstrip("/"), max_in_flight, lease_seconds=max(30.0, 3 * call_timeout))
