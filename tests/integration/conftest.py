@@ -84,8 +84,6 @@ celery.broker_transport_options = {{"visibility_timeout": 14400}}
 celery.worker_prefetch_multiplier = 1
 
 warehouse.chunk_size = 500
-warehouse.carrier_url = http://127.0.0.1:8081
-warehouse.carrier_max_in_flight = 100
 warehouse.tokens = operator:{operator_token} viewer:{viewer_token}
 {tunable_settings}
 [server:main]
@@ -298,6 +296,9 @@ TUNABLE_SETTINGS = {
     # The tests' probes (tests/integration/probe_operations.py): slow_valuation.
     "warehouse.extra_operations": "tests.integration.probe_operations:SlowValuation",
     "warehouse.test.chunk_delay_seconds": "0.2",
+    # Tests of shipping_labels point these at a stub of their own (tests/integration/test_labels_on_workers.py).
+    "warehouse.carrier_url": "http://127.0.0.1:8081",
+    "warehouse.carrier_max_in_flight": "100",
 }
 
 

@@ -13,15 +13,10 @@ and the reconciler's decisions are only ever checked for this module's runs.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import secrets
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +31,14 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import sessionmaker
 
 from tests.integration.checks import assert_all_done, assert_valued, chunk_rows
+from tests.integration.nodes import (
+    freeze_holding_a_chunk,
+    is_alive,
+    kill_node,
+    process_children,
+    reconcile_until_finished,
+    warehouse_reconcile,
+)
 from tests.integration.recovery_operations import FAIL_EVERY, PacedValuation, PartlyFailingValuation
 from warehouse import ledger
 from warehouse.models import Warehouse
@@ -202,44 +205,9 @@ def new_warehouse(engine: Engine) -> Iterator[Callable[[int], str]]:
 # --- helpers ----------------------------------------------------------------------------------------
 
 
-def warehouse_reconcile(recovery: Recovery) -> dict[str, Any]:
-    """Run ``warehouse-reconcile INI`` as cron would; its JSON report."""
-    script = Path(sys.executable).with_name("warehouse-reconcile")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "warehouse.scripts.reconcile"]
-    repo_root = str(recovery.harness.REPO_ROOT)
-    # The repository root on the path, for ``warehouse.extra_operations`` (this module's probes).
-    pythonpath = os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")]))
-    done = subprocess.run(
-        [*command, str(recovery.ini_file)],
-        cwd=repo_root,
-        env=dict(os.environ, PYTHONPATH=pythonpath),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def resumed_chunks(reports: list[dict[str, Any]], run_id: int) -> list[int]:
     """The chunks each report says it re-sent for ``run_id``, one entry per report that resumed it."""
     return [entry["chunks_sent"] for report in reports for entry in report["resumed"] if entry["run_id"] == run_id]
-
-
-def reconcile_until_finished(recovery: Recovery, run_id: int, timeout: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run the reconciler again and again, as beat would (only more often), until the run ends; the
-    run then, and every report."""
-    reports: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        run = recovery.api.run(run_id)
-        if run["status"] in recovery.harness.TERMINAL_STATUSES:
-            return run, reports
-        if time.monotonic() > deadline:
-            pytest.fail(f"run {run_id} did not end within {timeout} s of reconciling: {run}; reports {reports}")
-        reports.append(warehouse_reconcile(recovery))
-        time.sleep(0.5)
 
 
 def assert_succeeded_once(run: dict[str, Any], chunks: list[dict[str, Any]], items: int) -> None:
@@ -269,57 +237,6 @@ def finished_once_pattern(run_id: int) -> re.Pattern[str]:
 # --- 1. A worker node killed outright in the middle of a run ----------------------------------------
 
 
-def process_children(pid: int) -> list[int]:
-    """The pids of the processes whose parent is ``pid`` (the worker node's pool children)."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # The command name may hold spaces and parentheses: the fields after the last ")" are fixed.
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            children.append(int(entry.name))
-    return children
-
-
-def is_alive(pid: int) -> bool:
-    """True if ``pid`` runs (a zombie waiting for a reaper does not: it runs no more code)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
-def running_chunks_of(engine: Engine, run_id: int, hostname: str) -> list[int]:
-    with engine.connect() as connection:
-        return list(
-            connection.scalars(
-                text("SELECT id FROM run_chunks WHERE run_id = :run_id AND status = 'running' AND worker_hostname = :host"),
-                {"run_id": run_id, "host": hostname},
-            )
-        )
-
-
-def freeze_holding_a_chunk(engine: Engine, run_id: int, worker: Any, timeout: float) -> list[int]:
-    """SIGSTOP the worker node's whole process group at a moment when it holds a claimed chunk of the
-    run; the ids of the chunks it holds. Frozen, it can no more finish them than a dead node could,
-    so the kill that follows lands in the middle of a chunk every time, not only when lucky."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        os.killpg(worker.process.pid, signal.SIGSTOP)
-        time.sleep(0.2)  # a commit already sent lands meanwhile: the ledger is now what the node left
-        held = running_chunks_of(engine, run_id, worker.name)
-        if held:
-            return held
-        os.killpg(worker.process.pid, signal.SIGCONT)
-        time.sleep(0.02)
-    pytest.fail(f"{worker.name} held no chunk of run {run_id} within {timeout} s")
-
-
 @pytest.mark.timeout(180, method="signal")
 def test_a_run_survives_a_worker_node_killed_outright(
     recovery: Recovery, start_recovery_workers, new_warehouse, engine: Engine
@@ -335,19 +252,14 @@ def test_a_run_survives_a_worker_node_killed_outright(
     children = process_children(victim.process.pid)
     assert children, "the victim node has no pool children"
 
-    # The node dies: kill -9 of its main process. Its pool children are orphans now; kill them too (a
-    # dead machine takes them along), and reap the main process.
-    os.kill(victim.process.pid, signal.SIGKILL)
-    for child in children:
-        os.kill(child, signal.SIGKILL)
-    victim.kill()
+    kill_node(victim, children)
     before = recovery.api.run(run_id)
     assert before["status"] == "running", before
 
     # The messages the node had taken stay unacknowledged in Redis for the 4 h visibility timeout: the
     # run can only end through the reconciler. A node of a new name joins in the meantime.
     (fresh,) = start_recovery_workers(["w-fresh"])
-    run, reports = reconcile_until_finished(recovery, run_id, timeout=RUN_TIMEOUT)
+    run, reports = reconcile_until_finished(recovery.api, recovery.ini_file, run_id, timeout=RUN_TIMEOUT)
 
     chunks = chunk_rows(engine, run_id)
     assert len(chunks) == 100
@@ -399,7 +311,7 @@ def test_a_run_survives_redis_losing_everything_in_its_middle(
 
     # Lost: every queued chunk message, the chord's counter and the queue's binding. The chunks running
     # at the time end normally; after that nothing moves until the reconciler re-sends from the ledger.
-    run, reports = reconcile_until_finished(recovery, run_id, timeout=RUN_TIMEOUT)
+    run, reports = reconcile_until_finished(recovery.api, recovery.ini_file, run_id, timeout=RUN_TIMEOUT)
 
     chunks = chunk_rows(engine, run_id)
     assert len(chunks) == 60
@@ -602,7 +514,7 @@ def test_a_run_posted_while_the_broker_is_down_is_started_once_by_the_reconciler
     assert chunk_rows(engine, run_id) == []
 
     # The reconciler (pending runs count as lost at once in this ini) sends the first task again.
-    report = warehouse_reconcile(recovery)
+    report = warehouse_reconcile(recovery.ini_file)
     assert run_id in report["started"], report
     run = recovery.api.wait_until_finished(run_id, timeout=RUN_TIMEOUT)
 
@@ -615,7 +527,7 @@ def test_a_run_posted_while_the_broker_is_down_is_started_once_by_the_reconciler
 
     # Reconciling again re-sends nothing for the run: it has ended, and the ledger stays as it was.
     recovery.wait_until_idle(workers)
-    again = warehouse_reconcile(recovery)
+    again = warehouse_reconcile(recovery.ini_file)
     assert run_id not in again["started"] and resumed_chunks([again], run_id) == [], again
     recovery.wait_until_idle(workers)
     assert chunk_rows(engine, run_id) == chunks
