@@ -13,6 +13,7 @@ leaves those out.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import threading
 import time
@@ -99,12 +100,43 @@ def database_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("db") / "test.sqlite"
 
 
+class CarrierAtHand:
+    """The carrier stub served by waitress on a thread of this process: its URL, and its state to
+    read counters from and reconfigure."""
+
+    def __init__(self, url: str, stub: Any) -> None:
+        self.url = url
+        self.stub = stub
+
+    def stats(self) -> dict[str, int]:
+        return self.stub.state.stats()
+
+
 @pytest.fixture(scope="session")
-def settings(database_path: Path) -> dict[str, Any]:
+def carrier() -> Iterator[CarrierAtHand]:
+    """The stand-in carrier for the session's shipping_labels runs, over real HTTP on a free port."""
+    import waitress
+
+    from warehouse.carrier.stub import StubConfig, make_app
+
+    stub = make_app(StubConfig(latency_ms=5))
+    server = waitress.create_server(stub, host="127.0.0.1", port=0, threads=16)
+    thread = threading.Thread(target=server.run, name="carrier-stub", daemon=True)
+    thread.start()
+    try:
+        yield CarrierAtHand(f"http://127.0.0.1:{server.effective_port}", stub)
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def settings(database_path: Path, carrier: CarrierAtHand) -> dict[str, Any]:
     """The session's settings, with its SQLite database migrated to head."""
     from warehouse.migrate import upgrade
 
-    settings = make_settings(database_path)
+    settings = make_settings(
+        database_path, **{"warehouse.carrier_url": carrier.url, "warehouse.carrier_max_in_flight": "8"}
+    )
     upgrade(settings)
     return settings
 
@@ -214,6 +246,36 @@ class Database:
                     select(Product.id)
                     .where(Product.warehouse_id == warehouse_id, Product.sku.like(f"SKU-{batch}-%"))
                     .order_by(Product.id)
+                )
+            )
+
+    def add_shipments(self, warehouse_id: int, days_ahead: Sequence[int], **values: Any) -> list[int]:
+        """One shipment per entry of ``days_ahead`` (its shipping date, in days from today in UTC, as
+        runs count them), with ``values`` for every one; their ids in ascending order."""
+        from warehouse.models import Shipment
+
+        today = dt.datetime.now(dt.timezone.utc).date()
+        batch = uuid.uuid4().hex[:8]
+        rows = [
+            {
+                "warehouse_id": warehouse_id,
+                # References unique across the session: the session's one stub counts purchases by them.
+                "reference": f"SHP-{batch}-{i:05d}",
+                "ship_to": f"{i} Test Street, Testville",
+                "weight_grams": 500 + i,
+                "shipping_date": today + dt.timedelta(days=days),
+                **values,
+            }
+            for i, days in enumerate(days_ahead)
+        ]
+        with self.session() as session:
+            if rows:
+                session.execute(insert(Shipment), rows)
+            return list(
+                session.scalars(
+                    select(Shipment.id)
+                    .where(Shipment.warehouse_id == warehouse_id, Shipment.reference.like(f"SHP-{batch}-%"))
+                    .order_by(Shipment.id)
                 )
             )
 

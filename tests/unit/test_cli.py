@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from warehouse.carrier.served import serve_stub
+
 EMBEDDED_INI = """\
 [app:main]
 use = egg:warehouse
@@ -48,6 +50,26 @@ def test_run_waits_and_prints_the_final_run(seeded_ini: Path) -> None:
     assert run["chunks"] == {"total": 13, "done": 13, "failed": 0, "skipped": 0, "remaining": 0}
     assert run["items"]["done"] == 1203
     assert run["result"]["products_needing_reorder"] >= 0
+    assert "succeeded" in done.stderr  # the progress bar's last state
+
+
+def test_shipping_labels_from_the_command_line(seeded_ini: Path) -> None:
+    """The project's answer to the seed post's management command: labels for what leaves in 14 days."""
+    with serve_stub("--latency-ms", "10", "--max-in-flight", "20") as carrier:
+        ini = seeded_ini.with_name("labels.ini")
+        ini.write_text(EMBEDDED_INI + f"warehouse.carrier_url = {carrier.url}\nwarehouse.carrier_max_in_flight = 10\n")
+        seeded = run_script("warehouse.scripts.seed", str(ini), "--warehouse", "cli-labels", "--shipments", "300")
+        assert seeded.returncode == 0, seeded.stderr
+
+        done = run_script("warehouse.scripts.run", str(ini), "cli-labels", "shipping_labels", "--wait")
+        stats = carrier.stats()
+
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["status"] == "succeeded"
+    assert run["result"]["labels_bought"] == run["items"]["done"] == 100  # a third of 300 are due
+    assert (stats["purchases"], stats["duplicate_purchases"]) == (100, 0)
+    assert stats["max_in_flight"] <= 10
     assert "succeeded" in done.stderr  # the progress bar's last state
 
 
