@@ -60,3 +60,13 @@ def test_timeouts_and_connection_errors_are_transient() -> None:
         client = CarrierClient("http://carrier.test", httpx.Client(transport=httpx.MockTransport(handler)))
         with pytest.raises(TransientCarrierError):
             client.buy_label(ORDER)
+
+
+@pytest.mark.parametrize("answer", [b"<html>bad gateway</html>", b'{"label_id": "LBL-1"}', b"[]"], ids=["html", "partial", "list"])
+def test_a_success_without_a_label_is_transient(answer: bytes) -> None:
+    # Asking again with the same key is safe, and gets the label the carrier sold, if it sold one.
+    client = CarrierClient(
+        "http://carrier.test", httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(201, content=answer)))
+    )
+    with pytest.raises(TransientCarrierError, match="without a label"):
+        client.buy_label(ORDER)

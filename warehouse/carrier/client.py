@@ -83,8 +83,13 @@ class CarrierClient:
         except (httpx.TimeoutException, httpx.TransportError) as error:
             raise TransientCarrierError(f"{type(error).__name__}: {error}") from error
         if response.status_code in (200, 201):
-            body = response.json()
-            return Label(label_id=body["label_id"], tracking_number=body["tracking_number"], label_url=body["label_url"])
+            try:
+                body = response.json()
+                return Label(label_id=body["label_id"], tracking_number=body["tracking_number"], label_url=body["label_url"])
+            except (ValueError, KeyError, TypeError) as error:
+                # Garbled on the way (a proxy, a cut connection)? Asking again with the same key is safe:
+                # the carrier answers with the label it sold, or sells the one it did not.
+                raise TransientCarrierError(f"carrier answered {response.status_code} without a label: {error!r}") from error
         message = f"carrier answered {response.status_code}: {_message(response)}"
         if response.status_code == 429 or response.status_code >= 500:
             raise TransientCarrierError(message, _retry_after(response))
