@@ -9,10 +9,11 @@ from .models import Run, Warehouse
 from .errors import ApiError
 
 
-def warehouse_or_404(request: Request, code: str) -> Warehouse:
+def warehouse_or_404(request: Request, code: str, field: str = "code") -> Warehouse:
+    """The warehouse ``code``; 404 naming ``field`` (where the request gave the code) if there is none."""
     warehouse = request.dbsession.scalar(select(Warehouse).where(Warehouse.code == code))
     if warehouse is None:
-        raise ApiError(404, "warehouse_not_found", f"no warehouse with code {code!r}", {"field": "code"})
+        raise ApiError(404, "warehouse_not_found", f"no warehouse with code {code!r}", {"field": field})
     return warehouse
 
 

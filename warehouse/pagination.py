@@ -12,10 +12,10 @@ def encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(f"after:{last_id}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> int:
-    """The id to continue after; 0 for the first page."""
+def decode_cursor(cursor: str | None) -> int | None:
+    """The id the previous page ended at; None for the first page."""
     if not cursor:
-        return 0
+        return None
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, value = text.partition(":")

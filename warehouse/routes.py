@@ -14,6 +14,7 @@ API_ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("api.warehouse", "/api/warehouses/{code}", ("GET",)),
     ("api.warehouse.products", "/api/warehouses/{code}/products", ("POST",)),
     ("api.warehouse.runs", "/api/warehouses/{code}/runs", ("POST",)),
+    ("api.runs", "/api/runs", ("GET",)),
     ("api.run", "/api/runs/{id}", ("GET",)),
     ("api.run.cancel", "/api/runs/{id}/cancel", ("POST",)),
     ("api.run.resume", "/api/runs/{id}/resume", ("POST",)),

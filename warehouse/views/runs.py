@@ -14,7 +14,7 @@ from .. import ledger, operations
 from ..dispatch import after_commit
 from ..errors import ApiError, FieldError
 from ..lookups import run_or_404, warehouse_or_404
-from ..models import ChunkStatus, RunChunk, RunItemFailure, RunStatus
+from ..models import ChunkStatus, Run, RunChunk, RunItemFailure, RunStatus, Warehouse
 from ..pagination import decode_cursor, encode_cursor
 from ..presenters import failed_chunk_json, run_json
 from ..security import OPERATE, VIEW
@@ -47,6 +47,27 @@ def start_run(request: Request) -> dict[str, Any]:
     request.response.status_int = 202
     request.response.location = request.route_path("api.run", id=run.id)
     return run_json(run, warehouse.code)
+
+
+@view_config(route_name="api.runs", request_method="GET", permission=VIEW, openapi=True, renderer="json")
+def list_runs(request: Request) -> dict[str, Any]:
+    """Runs, newest first, optionally of one warehouse and one status; a page at a time."""
+    query = request.openapi_validated.parameters.query
+    limit = int(query.get("limit", 50))
+    statement = select(Run, Warehouse.code).join(Warehouse, Warehouse.id == Run.warehouse_id)
+    if "warehouse" in query:
+        statement = statement.where(Run.warehouse_id == warehouse_or_404(request, query["warehouse"], field="warehouse").id)
+    if "status" in query:
+        statement = statement.where(Run.status == query["status"])
+    before = decode_cursor(query.get("cursor"))
+    if before is not None:
+        statement = statement.where(Run.id < before)
+    rows = request.dbsession.execute(statement.order_by(Run.id.desc()).limit(limit + 1)).all()
+    page = rows[:limit]
+    return {
+        "runs": [run_json(run, code) for run, code in page],
+        "next_cursor": encode_cursor(page[-1][0].id) if len(rows) > limit else None,
+    }
 
 
 @view_config(route_name="api.run", request_method="GET", permission=VIEW, openapi=True, renderer="json")
@@ -93,7 +114,7 @@ def run_failures(request: Request) -> dict[str, Any]:
     validated = request.openapi_validated.parameters
     run, _code = run_or_404(request, int(validated.path["id"]))
     limit = int(validated.query.get("limit", 100))
-    after = decode_cursor(validated.query.get("cursor"))
+    after = decode_cursor(validated.query.get("cursor")) or 0
     items = list(
         request.dbsession.scalars(
             select(RunItemFailure)
