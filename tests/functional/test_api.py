@@ -600,6 +600,7 @@ ROUTES = [
     ("GET", "/api/warehouses/{code}", None, "viewer"),
     ("POST", "/api/warehouses/{code}/products", [product("AUTH")], "operator"),
     ("POST", "/api/warehouses/{code}/runs", {"operation": "valuation"}, "operator"),
+    ("GET", "/api/runs", None, "viewer"),
     ("GET", "/api/runs/{run_id}", None, "viewer"),
     ("POST", "/api/runs/{run_id}/cancel", None, "operator"),
     ("POST", "/api/runs/{run_id}/resume", None, "operator"),
