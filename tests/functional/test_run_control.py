@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Select, select, update
 from webtest import TestApp
 
-from test_api import Sent, add_run, assert_error, nothing_written_or_sent, sent  # noqa: F401 (sent is a fixture)
+from tests.functional.helpers import Sent, add_run, assert_error, nothing_written_or_sent
 from warehouse import ledger, operations
 from warehouse.models import ChunkStatus, Product, Run, RunChunk, RunStatus, Warehouse
 from warehouse.operations import ChunkOutcome, ChunkWork, ItemFailure, Operation

@@ -6,7 +6,7 @@ from typing import Any
 
 from webtest import TestApp
 
-from tests.functional.test_api import add_run, assert_error
+from tests.functional.helpers import add_run, assert_error
 
 
 def all_pages(testapp: TestApp, headers: dict[str, str], **params: Any) -> list[list[int]]:

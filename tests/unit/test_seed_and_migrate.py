@@ -66,6 +66,19 @@ def test_initialize_db_twice_leaves_the_database_at_head(ini_file: Path, engine:
         assert MigrationContext.configure(connection).get_current_revision() == head
 
 
+def test_every_migration_downgrades_and_upgrades_again(ini_file: Path, engine: Engine) -> None:
+    from alembic import command
+
+    config = alembic_config({"sqlalchemy.url": str(engine.url)})
+    command.upgrade(config, "head")
+    command.downgrade(config, "base")
+    with engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() is None
+    command.upgrade(config, "head")
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
 def test_initialize_db_creates_the_directory_of_the_sqlite_file(tmp_path: Path) -> None:
     initialize_db.main([str(write_ini(tmp_path, database="data/nested/warehouse.sqlite"))])
 

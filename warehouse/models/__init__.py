@@ -7,6 +7,7 @@ from pyramid.config import Configurator
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..db import make_engine, make_session_factory
+from .idempotency import IdempotencyKey
 from .inventory import Product, Shipment, Warehouse
 from .meta import Base
 from .runs import (
@@ -24,6 +25,7 @@ __all__ = [
     "UNFINISHED_CHUNK_STATUSES",
     "Base",
     "ChunkStatus",
+    "IdempotencyKey",
     "Product",
     "Run",
     "RunChunk",

@@ -13,6 +13,7 @@ from tasks.canvas import send_finish, send_resume, send_start
 from .. import ledger, operations
 from ..dispatch import after_commit
 from ..errors import ApiError, FieldError
+from ..idempotency import idempotent
 from ..lookups import run_or_404, warehouse_or_404
 from ..models import ChunkStatus, Run, RunChunk, RunItemFailure, RunStatus, Warehouse
 from ..pagination import decode_cursor, encode_cursor
@@ -24,6 +25,7 @@ MAX_FAILED_CHUNKS_LISTED = 1000
 
 
 @view_config(route_name="api.warehouse.runs", request_method="POST", permission=OPERATE, openapi=True, renderer="json")
+@idempotent
 def start_run(request: Request) -> dict[str, Any]:
     warehouse = warehouse_or_404(request, request.matchdict["code"])
     body = request.openapi_validated.body

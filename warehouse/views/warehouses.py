@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import ApiError
+from ..idempotency import idempotent
 from ..inventory import upsert_products
 from ..lookups import warehouse_or_404
 from ..models import Product, Shipment, Warehouse
@@ -23,6 +24,7 @@ def _counts(request: Request, warehouse: Warehouse) -> tuple[int, int]:
 
 
 @view_config(route_name="api.warehouses", request_method="POST", permission=OPERATE, openapi=True, renderer="json")
+@idempotent
 def create_warehouse(request: Request) -> dict[str, Any]:
     body = request.openapi_validated.body
     warehouse = Warehouse(code=body["code"], name=body["name"])
