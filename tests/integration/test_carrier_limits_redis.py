@@ -1,0 +1,239 @@
+"""The carrier limit shared through a real Redis (warehouse.carrier.limits.RedisGate): one cap across
+gates with clients of their own, one pause for all of them, slots of a process killed with SIGKILL
+coming back by themselves, and a Redis nobody answers on reported as LimiterUnavailable.
+
+Every gate is named with a fresh token, so its keys are its own in the session's Redis DB."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis_semaphore import Semaphore
+
+from warehouse.carrier.limits import LimiterUnavailable, RedisGate, make_gate
+
+pytestmark = pytest.mark.timeout(120)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def unique_name() -> str:
+    return f"test-carrier-{secrets.token_hex(8)}"
+
+
+@pytest.fixture
+def new_client(redis_url: str) -> Iterator[Callable[[], redis.Redis]]:
+    """``new_client()``: a Redis client of its own on the session's DB (as each worker process has),
+    with make_gate's timeouts; all closed when the test ends."""
+    clients: list[redis.Redis] = []
+
+    def make() -> redis.Redis:
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def slot_is_free(client: redis.Redis, gate: RedisGate) -> bool:
+    """Try to take one of ``gate``'s slots without waiting; give it straight back if that worked."""
+    probe = Semaphore(client, gate._config)
+    if probe.acquire(blocking=False).success:
+        probe.release()
+        return True
+    return False
+
+
+def test_two_gates_with_clients_of_their_own_share_one_cap(new_client: Callable[[], redis.Redis]) -> None:
+    name = unique_name()
+    gates = [RedisGate(new_client(), name, max_in_flight=2, lease_seconds=30) for _ in range(2)]
+    threads_per_gate, calls_per_thread = 4, 3
+    lock = threading.Lock()
+    in_flight = 0
+    peak = 0
+    done = 0
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads_per_gate * len(gates))
+
+    def work(gate: RedisGate) -> None:
+        nonlocal in_flight, peak, done
+        try:
+            start.wait()
+            for _ in range(calls_per_thread):
+                with gate.slot():
+                    with lock:
+                        in_flight += 1
+                        peak = max(peak, in_flight)
+                    time.sleep(0.05)
+                    with lock:
+                        in_flight -= 1
+                with lock:
+                    done += 1
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(gate,), daemon=True) for gate in gates for _ in range(threads_per_gate)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not any(thread.is_alive() for thread in threads), "some calls never got a slot within 60 s"
+    assert errors == []
+    assert done == threads_per_gate * len(gates) * calls_per_thread
+    assert peak == 2
+    # Every slot was given back.
+    assert slot_is_free(new_client(), gates[0])
+
+
+def test_a_pause_on_one_gate_holds_the_other(new_client: Callable[[], redis.Redis]) -> None:
+    name = unique_name()
+    pausing = RedisGate(new_client(), name, max_in_flight=2, lease_seconds=30)
+    waiting = RedisGate(new_client(), name, max_in_flight=2, lease_seconds=30)
+    stranger = RedisGate(new_client(), unique_name(), max_in_flight=2, lease_seconds=30)
+
+    started = time.monotonic()
+    waiting.wait_while_paused()
+    assert time.monotonic() - started < 0.5, "no pause was asked for, yet the gate waited"
+
+    pausing.pause(0.6)
+    started = time.monotonic()
+    stranger.wait_while_paused()  # another carrier's pause is not this one's
+    assert time.monotonic() - started < 0.3
+    waiting.wait_while_paused()
+    took = time.monotonic() - started
+    assert 0.5 <= took < 5, took
+
+
+def test_a_pause_is_never_shortened_only_lengthened(new_client: Callable[[], redis.Redis]) -> None:
+    client = new_client()
+    name = unique_name()
+    first = RedisGate(new_client(), name, max_in_flight=2, lease_seconds=30)
+    second = RedisGate(new_client(), name, max_in_flight=2, lease_seconds=30)
+    pause_key = first._pause_key
+
+    first.pause(30)
+    second.pause(1)
+    assert client.pttl(pause_key) > 28_000
+
+    other_key = RedisGate(client, unique_name(), 2, 30)
+    other_key.pause(1)
+    assert 0 < client.pttl(other_key._pause_key) <= 1_000
+    second_of_other = RedisGate(new_client(), other_key._config.name, 2, 30)
+    second_of_other.pause(20)
+    assert client.pttl(other_key._pause_key) > 18_000
+
+
+HOLDER = """
+import sys, time
+import redis
+from warehouse.carrier.limits import RedisGate
+
+url, name = sys.argv[1], sys.argv[2]
+gate = RedisGate(redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5), name, 1, lease_seconds=2)
+with gate.slot():
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_the_slot_of_a_process_killed_with_sigkill_comes_back_by_itself(
+    redis_url: str, new_client: Callable[[], redis.Redis]
+) -> None:
+    name = unique_name()
+    gate = RedisGate(new_client(), name, max_in_flight=1, lease_seconds=2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, redis_url, name],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([holder.stdout], [], [], 30)
+        line = holder.stdout.readline() if ready else ""  # type: ignore[union-attr]
+        if line.strip() != "held":
+            holder.kill()
+            _, stderr = holder.communicate(timeout=10)
+            pytest.fail(f"the holder never took the slot (said {line!r}); its stderr:\n{stderr}")
+
+        # Alive past its 2 s lease, the holder keeps the slot: its heartbeat renews the lease.
+        time.sleep(3)
+        assert holder.poll() is None
+        assert not slot_is_free(new_client(), gate), "the live holder's slot expired: the lease is not renewed"
+
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        # Just killed: its lease still runs, so the one slot is still taken...
+        assert not slot_is_free(new_client(), gate), "the slot was free right after the kill, while its lease still ran"
+
+        # ...until the lease runs out, when a caller waiting for the slot gets it, with nobody releasing it.
+        acquired = threading.Event()
+        release = threading.Event()
+        failures: list[BaseException] = []
+
+        def take() -> None:
+            try:
+                with gate.slot():
+                    acquired.set()
+                    release.wait(timeout=30)
+            except BaseException as error:  # noqa: BLE001 - reported by the test
+                failures.append(error)
+                acquired.set()
+
+        started = time.monotonic()
+        taker = threading.Thread(target=take, daemon=True)
+        taker.start()
+        got_it = acquired.wait(timeout=10)
+        took = time.monotonic() - started
+        release.set()
+        taker.join(timeout=10)
+
+        assert failures == []
+        assert got_it, "the dead holder's slot did not come back within 10 s"
+        assert took < 10, took
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(timeout=10)
+        if holder.stdout:
+            holder.stdout.close()
+        if holder.stderr:
+            holder.stderr.close()
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_redis_nobody_answers_on_is_limiter_unavailable_at_once() -> None:
+    # Through make_gate, as the buyer builds it: the settings name a Redis that is not there.
+    settings = {"warehouse.carrier_limiter_url": f"redis://127.0.0.1:{unused_port()}/0", "celery.broker_url": "memory://"}
+    gate = make_gate(settings, "http://carrier.test", max_in_flight=2, call_timeout=10)
+    assert isinstance(gate, RedisGate)
+
+    def entered_slot() -> None:
+        with gate.slot():
+            pytest.fail("got a slot from a Redis that is not there")
+
+    for attempt in (entered_slot, gate.wait_while_paused, lambda: gate.pause(1)):
+        started = time.monotonic()
+        with pytest.raises(LimiterUnavailable, match="carrier limiter"):
+            attempt()
+        assert time.monotonic() - started < 5
