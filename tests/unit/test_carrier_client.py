@@ -70,3 +70,17 @@ def test_a_success_without_a_label_is_transient(answer: bytes) -> None:
     )
     with pytest.raises(TransientCarrierError, match="without a label"):
         client.buy_label(ORDER)
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "expected"),
+    [(429, "nan", 1.0), (429, "inf", 1.0), (429, "-5", 0.0), (429, "86400", 300.0), (503, "nan", None), (503, "2.5", 2.5)],
+)
+def test_retry_after_is_a_finite_pause_of_at_most_five_minutes(status: int, header: str, expected: float | None) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers={"Retry-After": header}, json={"error": {"message": "later"}})
+
+    client = CarrierClient("http://carrier.test", httpx.Client(transport=httpx.MockTransport(answer)))
+    with pytest.raises(TransientCarrierError) as raised:
+        client.buy_label(ORDER)
+    assert raised.value.retry_after == expected

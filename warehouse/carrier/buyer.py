@@ -18,7 +18,7 @@ from typing import Any
 
 from ..backoff import backoff_seconds
 from .client import CarrierClient, Label, LabelOrder, PermanentCarrierError, TransientCarrierError, make_http_client
-from .limits import CarrierGate, make_gate
+from .limits import CarrierGate, limiter_url, make_gate
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class CarrierSettings:
             raise ValueError("warehouse.carrier_max_in_flight must be at least 1")
         # More threads than the whole cap would only queue for slots; fewer lets several processes share it.
         threads = int(settings.get("warehouse.carrier_threads_per_process", 0)) or max_in_flight
+        if threads < 1:
+            raise ValueError("warehouse.carrier_threads_per_process must be at least 1 (or unset)")
         return cls(
             url=url,
             max_in_flight=max_in_flight,
@@ -101,7 +103,7 @@ class LabelBuyer:
         return Purchase(order.shipment_id, error=f"gave up after {self.carrier.max_attempts} attempts: {last_error}")
 
 
-_buyers: dict[tuple[int, CarrierSettings], LabelBuyer] = {}
+_buyers: dict[tuple[int, CarrierSettings, str | None], LabelBuyer] = {}
 _buyers_lock = threading.Lock()
 
 
@@ -109,7 +111,7 @@ def buyer_for(settings: Mapping[str, Any]) -> LabelBuyer:
     """This process's buyer for these settings. Keyed by pid too: a forked pool child must never use its
     parent's sockets or threads."""
     carrier = CarrierSettings.from_settings(settings)
-    key = (os.getpid(), carrier)
+    key = (os.getpid(), carrier, limiter_url(settings))
     with _buyers_lock:
         buyer = _buyers.get(key)
         if buyer is None:

@@ -6,13 +6,16 @@ reused across calls instead of opened per label.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-# Retry-After when a 429 or 503 names none.
+# Retry-After when a 429 names none.
 DEFAULT_RETRY_AFTER = 1.0
+# A longer Retry-After pauses every worker: past five minutes it is more likely a carrier's mistake.
+MAX_RETRY_AFTER = 300.0
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,16 @@ class PermanentCarrierError(CarrierError):
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """The pause the carrier asks for, in seconds: 0 to MAX_RETRY_AFTER, or None if it asks none."""
     value = response.headers.get("Retry-After", "")
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        # No number (or an HTTP date, which carriers rarely send): a 429 still means "slow down".
         return DEFAULT_RETRY_AFTER if response.status_code == 429 else None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _message(response: httpx.Response) -> str:
