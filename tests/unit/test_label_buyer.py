@@ -429,6 +429,11 @@ def test_max_in_flight_must_be_at_least_one(value: str) -> None:
         CarrierSettings.from_settings({"warehouse.carrier_url": CARRIER_URL, "warehouse.carrier_max_in_flight": value})
 
 
+def test_a_negative_thread_count_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"warehouse\.carrier_threads_per_process"):
+        CarrierSettings.from_settings({"warehouse.carrier_url": CARRIER_URL, "warehouse.carrier_threads_per_process": "-2"})
+
+
 def test_carrier_settings_defaults() -> None:
     carrier = CarrierSettings.from_settings({"warehouse.carrier_url": "  http://carrier.test/  "})
     assert carrier == CarrierSettings(
