@@ -14,13 +14,19 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 SPEC_PATH = Path(__file__).with_name("openapi.yaml")
 
 
+def load_spec() -> dict:
+    return yaml.safe_load(SPEC_PATH.read_text())
+
+
 def includeme(config: Configurator) -> None:
+    spec = load_spec()
     config.include("pyramid_openapi3")
     config.pyramid_openapi3_spec(str(SPEC_PATH), route="/api/openapi.yaml", route_name="api.openapi.yaml")
-    spec_json = json.dumps(yaml.safe_load(SPEC_PATH.read_text()), indent=2)
+    spec_json = json.dumps(spec, indent=2)
 
     def openapi_json(request: Request) -> Response:
         return Response(spec_json, content_type="application/json", charset="utf-8")
 
     config.add_route("api.openapi.json", "/api/openapi.json")
     config.add_view(openapi_json, route_name="api.openapi.json", permission=NO_PERMISSION_REQUIRED)
+    config.include(".uploads")

@@ -14,6 +14,8 @@ from ..errors import ApiError, error_body
 
 logger = logging.getLogger(__name__)
 
+MAX_MESSAGE_CHARS = 300
+
 
 def _answer(request: Request, status: int, body: dict[str, Any]) -> Any:
     request.response.status_int = status
@@ -52,6 +54,9 @@ def _flatten(errors: list[Any], parent: str | None = None) -> list[dict[str, Any
             flat += _flatten(list(schema_errors), getattr(error, "name", None) or parent)
             continue
         message = str(cause) if cause is not None else str(getattr(error, "message", error))
+        # Some messages quote the value, which may be a whole upload: keep the answer small.
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[:MAX_MESSAGE_CHARS] + "…"
         flat.append({"field": _field_of(error, parent) or "body", "message": message})
     return flat
 
@@ -82,6 +87,13 @@ def forbidden(exc: HTTPException, request: Request) -> Any:
 @notfound_view_config(renderer="json")
 def not_found(exc: HTTPException, request: Request) -> Any:
     return _answer(request, 404, error_body("not_found", f"no such resource: {request.path}"))
+
+
+@exception_view_config(Exception, renderer="json")
+def unexpected(exc: Exception, request: Request) -> Any:
+    # A bug: logged with its traceback, answered in the one shape, with nothing of its inner workings.
+    logger.error("%s %s failed", request.method, request.path, exc_info=exc)
+    return _answer(request, 500, error_body("internal_error", "the server failed to answer this request"))
 
 
 @exception_view_config(HTTPException, renderer="json")

@@ -1,18 +1,21 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pyramid.request import Request
 from pyramid.view import view_config
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ..errors import ApiError
 from ..idempotency import idempotent
-from ..inventory import upsert_products
+from ..inventory import UpsertCounts, upsert_products, upsert_shipments
 from ..lookups import warehouse_or_404
 from ..models import Product, Shipment, Warehouse
 from ..presenters import warehouse_json
+from ..uploads import validated_rows
 from ..security import OPERATE, VIEW
 
 
@@ -45,11 +48,22 @@ def get_warehouse(request: Request) -> dict[str, Any]:
     return warehouse_json(warehouse, *_counts(request, warehouse))
 
 
-@view_config(
-    route_name="api.warehouse.products", request_method="POST", permission=OPERATE, openapi=True, renderer="json"
-)
+# openapi=False: the body is validated by warehouse.uploads (fast, same document); see there.
+@view_config(route_name="api.warehouse.products", request_method="POST", permission=OPERATE, renderer="json")
 def post_products(request: Request) -> dict[str, Any]:
+    return _upload(request, "products", upsert_products)
+
+
+@view_config(route_name="api.warehouse.shipments", request_method="POST", permission=OPERATE, renderer="json")
+def post_shipments(request: Request) -> dict[str, Any]:
+    return _upload(request, "shipments", upsert_shipments)
+
+
+def _upload(
+    request: Request, upload: str, upsert: Callable[[Session, int, list[dict[str, Any]]], UpsertCounts]
+) -> dict[str, Any]:
+    """Upsert the validated rows of a JSON or CSV body (the same schema validates both)."""
     warehouse = warehouse_or_404(request, request.matchdict["code"])
-    rows = request.openapi_validated.body
-    counts = upsert_products(request.dbsession, warehouse.id, rows)
+    rows = validated_rows(request, upload)
+    counts = upsert(request.dbsession, warehouse.id, rows)
     return {"received": len(rows), "inserted": counts.inserted, "updated": counts.updated}
