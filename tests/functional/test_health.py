@@ -53,3 +53,4 @@ def test_no_worker_answering_is_degraded_but_200(testapp: TestApp, wsgi_app: Any
 
     assert body["status"] == "degraded"
     assert body["checks"]["workers"] | {"latency_ms": 0} == {"ok": False, "error": "LookupError", "latency_ms": 0}
+
