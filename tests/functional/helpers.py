@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +66,11 @@ def assert_error(response: TestResponse, status: int, code: str | None = None, f
 
 def product(sku: str, qty: int = 5, cost: float = 2.5, **more: Any) -> dict[str, Any]:
     return {"sku": sku, "qty_on_hand": qty, "unit_cost": cost, **more}
+
+
+def shipment(reference: str, days_ahead: int = 3, **more: Any) -> dict[str, Any]:
+    shipping_date = (dt.date.today() + dt.timedelta(days=days_ahead)).isoformat()
+    return {"reference": reference, "ship_to": "1 Quay St, Dublin", "weight_grams": 1200, "shipping_date": shipping_date, **more}
 
 
 def add_run(db: Any, warehouse_id: int, status: str, operation: str = "valuation") -> int:

@@ -18,7 +18,7 @@ from pyramid.router import Router
 from sqlalchemy import select, update
 from webtest import TestApp, TestResponse
 
-from tests.functional.helpers import Sent, add_run, assert_error, nothing_written_or_sent, product
+from tests.functional.helpers import Sent, add_run, assert_error, nothing_written_or_sent, product, shipment
 from warehouse.models import Product, Run, RunStatus, Shipment, Warehouse
 
 pytestmark = pytest.mark.timeout(120)
@@ -504,6 +504,7 @@ ROUTES = [
     ("POST", "/api/warehouses", {"code": "auth-test", "name": "x"}, "operator"),
     ("GET", "/api/warehouses/{code}", None, "viewer"),
     ("POST", "/api/warehouses/{code}/products", [product("AUTH")], "operator"),
+    ("POST", "/api/warehouses/{code}/shipments", [shipment("AUTH")], "operator"),
     ("POST", "/api/warehouses/{code}/runs", {"operation": "valuation"}, "operator"),
     ("GET", "/api/runs", None, "viewer"),
     ("GET", "/api/runs/{run_id}", None, "viewer"),
