@@ -238,16 +238,7 @@ class Database:
             if ids is not None:
                 row["id"] = ids[i]
             rows.append(row)
-        with self.session() as session:
-            if rows:
-                session.execute(insert(Product), rows)
-            return list(
-                session.scalars(
-                    select(Product.id)
-                    .where(Product.warehouse_id == warehouse_id, Product.sku.like(f"SKU-{batch}-%"))
-                    .order_by(Product.id)
-                )
-            )
+        return self._insert_batch(Product, Product.sku, warehouse_id, f"SKU-{batch}-", rows)
 
     def add_shipments(self, warehouse_id: int, days_ahead: Sequence[int], **values: Any) -> list[int]:
         """One shipment per entry of ``days_ahead`` (its shipping date, in days from today in UTC, as
@@ -268,14 +259,16 @@ class Database:
             }
             for i, days in enumerate(days_ahead)
         ]
+        return self._insert_batch(Shipment, Shipment.reference, warehouse_id, f"SHP-{batch}-", rows)
+
+    def _insert_batch(self, model: Any, key: Any, warehouse_id: int, prefix: str, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert ``rows`` (whose keys all start with ``prefix``); their ids in ascending order."""
         with self.session() as session:
             if rows:
-                session.execute(insert(Shipment), rows)
+                session.execute(insert(model), rows)
             return list(
                 session.scalars(
-                    select(Shipment.id)
-                    .where(Shipment.warehouse_id == warehouse_id, Shipment.reference.like(f"SHP-{batch}-%"))
-                    .order_by(Shipment.id)
+                    select(model.id).where(model.warehouse_id == warehouse_id, key.like(f"{prefix}%")).order_by(model.id)
                 )
             )
 

@@ -22,6 +22,7 @@ import pytest
 import redis
 from redis_semaphore import Semaphore
 
+from tests.concurrency import InFlight
 from warehouse.carrier.limits import LimiterUnavailable, RedisGate, make_gate
 
 pytestmark = pytest.mark.timeout(120)
@@ -62,27 +63,16 @@ def test_two_gates_with_clients_of_their_own_share_one_cap(new_client: Callable[
     name = unique_name()
     gates = [RedisGate(new_client(), name, max_in_flight=2, lease_seconds=30) for _ in range(2)]
     threads_per_gate, calls_per_thread = 4, 3
-    lock = threading.Lock()
-    in_flight = 0
-    peak = 0
-    done = 0
+    calls = InFlight()
     errors: list[BaseException] = []
     start = threading.Barrier(threads_per_gate * len(gates))
 
     def work(gate: RedisGate) -> None:
-        nonlocal in_flight, peak, done
         try:
             start.wait()
             for _ in range(calls_per_thread):
-                with gate.slot():
-                    with lock:
-                        in_flight += 1
-                        peak = max(peak, in_flight)
+                with gate.slot(), calls:
                     time.sleep(0.05)
-                    with lock:
-                        in_flight -= 1
-                with lock:
-                    done += 1
         except BaseException as error:  # noqa: BLE001 - reported by the test
             errors.append(error)
 
@@ -94,8 +84,8 @@ def test_two_gates_with_clients_of_their_own_share_one_cap(new_client: Callable[
 
     assert not any(thread.is_alive() for thread in threads), "some calls never got a slot within 60 s"
     assert errors == []
-    assert done == threads_per_gate * len(gates) * calls_per_thread
-    assert peak == 2
+    assert calls.finished == threads_per_gate * len(gates) * calls_per_thread
+    assert calls.peak == 2
     # Every slot was given back.
     assert slot_is_free(new_client(), gates[0])
 

@@ -1,6 +1,6 @@
 """The in-process carrier limit (LocalGate) and how the limiter is chosen from the settings
 (limiter_url, make_gate). The Redis gate is tested against a real Redis in
-tests/integration/test_carrier_limits.py."""
+tests/integration/test_carrier_limits_redis.py."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.concurrency import InFlight
 from warehouse.carrier.limits import LimiterUnavailable, LocalGate, RedisGate, limiter_url, make_gate
 
 CARRIER_URL = "http://carrier.test"
@@ -17,24 +18,13 @@ CARRIER_URL = "http://carrier.test"
 
 def test_local_gate_admits_exactly_max_in_flight_at_once() -> None:
     gate = LocalGate(3)
-    lock = threading.Lock()
-    in_flight = 0
-    peak = 0
-    done = 0
+    calls = InFlight()
     start = threading.Barrier(12)
 
     def call() -> None:
-        nonlocal in_flight, peak, done
         start.wait()
-        with gate.slot():
-            with lock:
-                in_flight += 1
-                peak = max(peak, in_flight)
+        with gate.slot(), calls:
             time.sleep(0.05)
-            with lock:
-                in_flight -= 1
-        with lock:
-            done += 1
 
     threads = [threading.Thread(target=call) for _ in range(12)]
     for thread in threads:
@@ -43,9 +33,7 @@ def test_local_gate_admits_exactly_max_in_flight_at_once() -> None:
         thread.join(timeout=10)
 
     assert not any(thread.is_alive() for thread in threads)
-    assert done == 12
-    assert peak == 3
-    assert in_flight == 0
+    assert (calls.finished, calls.peak, calls.now) == (12, 3, 0)
 
 
 def test_local_gate_frees_its_slot_when_the_call_raises() -> None:
