@@ -16,7 +16,7 @@ def main(global_config: dict[str, Any], **settings: Any) -> Router:
     settings = apply_environment(settings)
     operations.register_from_settings(settings)
     with Configurator(settings=settings) as config:
-        config.include(".body_limit")
+        config.include(".request_guard")
         config.include(".security")
         config.include(".models")
         config.include(".dispatch")

@@ -16,13 +16,14 @@ import csv
 import io
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .errors import ApiError
 
 MEDIA_TYPE = "text/csv"
-INTEGER = re.compile(r"^[+-]?\d{1,19}$")
+# ASCII digits only: int() and Decimal() also take "1_000", " 5" and other scripts' digits.
+INTEGER = re.compile(r"^[+-]?[0-9]{1,19}$")
+NUMBER = re.compile(r"^[+-]?[0-9]{1,19}(\.[0-9]{1,19})?$")
 
 # The first line of data is line 2 of the file (after the header).
 FIRST_DATA_LINE = 2
@@ -55,13 +56,8 @@ def column_types(spec: Mapping[str, Any], schema_names: list[str]) -> dict[str, 
 def _typed(value: str, kind: str) -> Any:
     if kind == "integer" and INTEGER.match(value):
         return int(value)
-    if kind == "number":
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            return value
-        if number.is_finite():
-            return int(number) if number == number.to_integral_value() and "." not in value else float(number)
+    if kind == "number" and NUMBER.match(value):
+        return float(value) if "." in value else int(value)
     return value
 
 

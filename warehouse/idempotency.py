@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .errors import ApiError, FieldError
 from .models import IdempotencyKey
+from .request_guard import PARSED_JSON_KEY
 
 HEADER = "Idempotency-Key"
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
@@ -34,9 +35,9 @@ View = Callable[[Request], dict[str, Any]]
 
 def fingerprint(request: Request) -> str:
     """What makes two requests the same request: method, path, and body (JSON compared as data)."""
-    try:
-        body = json.dumps(request.json_body, sort_keys=True, separators=(",", ":")).encode()
-    except ValueError:
+    if PARSED_JSON_KEY in request.environ:
+        body = json.dumps(request.environ[PARSED_JSON_KEY], sort_keys=True, separators=(",", ":")).encode()
+    else:
         body = request.body
     digest = hashlib.sha256()
     for part in (request.method.encode(), request.path.encode(), body):

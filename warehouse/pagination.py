@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from .errors import FieldError
+
+ID = re.compile(r"^[0-9]{1,19}$")
+MAX_ID = 2**63 - 1
 
 
 def encode_cursor(last_id: int) -> str:
@@ -19,7 +23,8 @@ def decode_cursor(cursor: str | None) -> int | None:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, value = text.partition(":")
-        if prefix != "after" or not value.isdigit():
+        # ASCII digits only (str.isdigit() takes other scripts' too), and an id a BIGINT can hold.
+        if prefix != "after" or not ID.match(value) or int(value) > MAX_ID:
             raise ValueError(text)
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):

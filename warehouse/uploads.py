@@ -18,6 +18,7 @@ from pyramid.request import Request
 
 from . import csvbody
 from .errors import ApiError
+from .request_guard import json_body
 
 JSON_MEDIA_TYPE = "application/json"
 MAX_MESSAGE_CHARS = 300
@@ -55,10 +56,9 @@ class UploadSchema:
         """The request's rows if every one is valid; else a 400 naming the first row and field at fault."""
         media_type = request.content_type
         if media_type == JSON_MEDIA_TYPE:
-            try:
-                rows = request.json_body
-            except ValueError as error:  # also UnicodeDecodeError
-                raise ApiError(400, "malformed_body", f"body: not JSON: {str(error)[:MAX_MESSAGE_CHARS]}", {"field": "body"}) from None
+            if not request.content_length:
+                raise ApiError(400, "malformed_body", "body: missing", {"field": "body"})
+            rows = json_body(request)  # parsed, strictly, by the request guard
         elif media_type == csvbody.MEDIA_TYPE:
             rows = self.csv(request.body)
         else:

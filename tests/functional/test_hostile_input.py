@@ -194,6 +194,14 @@ def as_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+# What Python's json reads but JSON is not: the whole body is refused as malformed, naming "body".
+NOT_JSON = {"NaN", "Infinity", "-Infinity"}
+
+
+def field_at_fault(field: str, literal: str) -> str:
+    return "body" if literal in NOT_JSON else field
+
+
 def json_with(rows: Any, literal: str) -> str:
     """``rows`` as JSON with the placeholder string "@" replaced by ``literal`` verbatim: for what
     Python cannot hold (1e400) or json.dumps would not write as sent (NaN, Infinity)."""
@@ -291,7 +299,8 @@ def test_a_warehouse_code_in_the_path_that_is_not_utf8_is_400(
     with unchanged(db, sent):
         response = send(testapp, method, path.format(code="W%FF%FE"), json.dumps(body) if body is not None else None,
                         operator, "application/json" if body is not None else None)
-        refused(response, statuses, "code")
+        # Refused before routing, so it is the path, not yet a code, that is named.
+        refused(response, 400, "path")
 
 
 @pytest.mark.parametrize("code", values(IDENTIFIER_ATTACKS) + [""], ids=ids(IDENTIFIER_ATTACKS) + ["empty"])
@@ -388,7 +397,7 @@ def test_a_hostile_product_number_in_json_refuses_the_whole_upload(
     with unchanged(db, sent, stocked):
         response = send(testapp, "POST", f"/api/warehouses/{stocked.code}/products", json_with(rows, literal), operator,
                         "application/json")
-        refused(response, 400, f"[1].{field}")
+        refused(response, 400, field_at_fault(f"[1].{field}", literal))
 
 
 # The same in CSV cells, where every value arrives as text.
@@ -475,7 +484,7 @@ def test_a_hostile_weight_refuses_the_whole_upload(
     with unchanged(db, sent, stocked):
         response = send(testapp, "POST", f"/api/warehouses/{stocked.code}/shipments", json_with(rows, literal), operator,
                         "application/json")
-        refused(response, 400, "[1].weight_grams")
+        refused(response, 400, field_at_fault("[1].weight_grams", literal))
 
 
 @pytest.mark.parametrize("cell", ["-1", "0", "1000000000000000000000000000000", "1.5", "1e3", "true", SQL_OR])
@@ -710,7 +719,7 @@ def test_a_hostile_run_size_is_400(
 
     with unchanged(db, sent, stocked):
         response = send(testapp, "POST", f"/api/warehouses/{stocked.code}/runs", body, operator, "application/json")
-        refused(response, 400, field)
+        refused(response, 400, field_at_fault(field, literal))
 
 
 IDEMPOTENCY_KEY_ATTACKS = {
@@ -906,3 +915,43 @@ def test_every_table_is_intact_after_the_hostile_input(
     assert stored_rows(db, warehouse.id) == bystander["rows"]
     body = testapp.get(f"/api/warehouses/{warehouse.code}", headers=viewer, status=200).json
     assert (body["name"], body["products"], body["shipments"]) == ("Bystander", 3, 1)
+
+
+# --- bodies that Python's json would read, but that are not the JSON a client meant ---------------------
+
+MALFORMED_JSON_BODIES = {
+    "a key twice": b'{"operation": "valuation", "operation": "shipping_labels"}',
+    "utf-16": '{"operation": "valuation"}'.encode("utf-16"),
+    "nested 10,000 deep": b'{"operation": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+    "NaN": b'{"operation": "valuation", "chunk_size": NaN}',
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED_JSON_BODIES.values(), ids=MALFORMED_JSON_BODIES.keys())
+@pytest.mark.parametrize("route", ["/api/warehouses", "/api/warehouses/{code}/runs", "/api/warehouses/{code}/products"])
+def test_json_that_is_not_what_it_seems_is_400(
+    body: bytes, route: str, testapp: TestApp, operator: dict, db: Database, sent: list[Sent], stocked: Warehouse
+) -> None:
+    with unchanged(db, sent, stocked):
+        response = send(testapp, "POST", route.format(code=stocked.code), body, operator, "application/json")
+        refused(response, 400, "body")
+
+
+@pytest.mark.parametrize("invisible", ["\u202e", "\u200b", "\u2066", "\ufeff", "\u0085"], ids=["rtl override", "zero width", "isolate", "bom", "c1 control"])
+def test_invisible_characters_in_free_text_are_400(
+    invisible: str, testapp: TestApp, operator: dict, db: Database, sent: list[Sent]
+) -> None:
+    with unchanged(db, sent):
+        response = send(testapp, "POST", "/api/warehouses", json.dumps({"code": "inv-1", "name": f"Dock{invisible}4"}),
+                        operator, "application/json")
+        refused(response, 400, "name")
+
+
+@pytest.mark.parametrize("cell", ["1_000", " 5", "5 ", "\u0665"], ids=["underscore", "leading space", "trailing space", "arabic digit"])
+def test_numbers_in_csv_are_plain_ascii_digits(
+    cell: str, testapp: TestApp, operator: dict, db: Database, sent: list[Sent], stocked: Warehouse
+) -> None:
+    with unchanged(db, sent, stocked):
+        response = send(testapp, "POST", f"/api/warehouses/{stocked.code}/products",
+                        f"sku,qty_on_hand,unit_cost\nCSV-1,{cell},1\n".encode(), operator, "text/csv")
+        refused(response, 400, "[0].qty_on_hand")
