@@ -36,8 +36,11 @@ test-fast: install
 worker: install
 	WAREHOUSE_INI=production.ini $(BIN)/celery -A tasks worker --loglevel=INFO
 
+# Benchmarks on real PostgreSQL and Redis (throwaway database, a Redis DB of their own) and real workers;
+# prints one table and rewrites the figures in docs/benchmarks.md. Exits non-zero if a correctness check
+# fails. BENCH_ARGS=--no-docs leaves the docs alone; BENCH_ARGS="--only labels" runs one benchmark.
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var *.egg-info .pytest_cache
