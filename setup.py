@@ -5,7 +5,6 @@ requires = [
     "celery[redis]>=5.5,<6",
     # Bulk uploads: the document's row schemas compiled once, fast enough for 100,000 rows a request.
     "fastjsonschema>=2.19",
-    "httpx>=0.27",
     "plaster_pastedeploy>=1.0",
     "psycopg[binary]>=3.1",
     # The carrier's in-flight limit, shared by every worker through Redis (leased slots, so a killed
@@ -19,12 +18,15 @@ requires = [
     "tqdm>=4.60",
     "redis>=5",
     "SQLAlchemy>=2.0,<2.2",
+    "urllib3>=2",
     "transaction>=4",
     "waitress>=3",
     "zope.sqlalchemy>=3",
 ]
 
 tests_require = [
+    # Drives the carrier client through in-process transports (tests/httpx_transport.py).
+    "httpx>=0.27",
     "pytest>=8",
     "pytest-timeout>=2.3",
     # Fuzzes the live app against its own OpenAPI document (tests/functional/test_fuzz_api.py);

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 
-from warehouse.carrier.client import CarrierClient, LabelOrder, PermanentCarrierError, TransientCarrierError
+from tests.httpx_transport import HttpxTransport
+from warehouse.carrier.client import (
+    CarrierClient,
+    LabelOrder,
+    PermanentCarrierError,
+    TransientCarrierError,
+    make_http_client,
+)
+from warehouse.carrier.served import serve_stub
 from warehouse.carrier.stub import StubConfig, make_app
 
 ORDER = LabelOrder(shipment_id=42, reference="SHP-42", ship_to="1 Quay St, Dublin", weight_grams=1200)
 
 
 def client_for(stub) -> CarrierClient:  # type: ignore[no-untyped-def]
-    return CarrierClient("http://carrier.test", httpx.Client(transport=httpx.WSGITransport(app=stub)))
+    return CarrierClient("http://carrier.test", HttpxTransport(httpx.Client(transport=httpx.WSGITransport(app=stub))))
 
 
 def test_buying_twice_with_the_same_shipment_buys_one_label() -> None:
@@ -57,7 +67,7 @@ def test_timeouts_and_connection_errors_are_transient() -> None:
         raise httpx.ReadTimeout("read timed out", request=request)
 
     for handler in (refuse, time_out):
-        client = CarrierClient("http://carrier.test", httpx.Client(transport=httpx.MockTransport(handler)))
+        client = CarrierClient("http://carrier.test", HttpxTransport(httpx.Client(transport=httpx.MockTransport(handler))))
         with pytest.raises(TransientCarrierError):
             client.buy_label(ORDER)
 
@@ -66,7 +76,8 @@ def test_timeouts_and_connection_errors_are_transient() -> None:
 def test_a_success_without_a_label_is_transient(answer: bytes) -> None:
     # Asking again with the same key is safe, and gets the label the carrier sold, if it sold one.
     client = CarrierClient(
-        "http://carrier.test", httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(201, content=answer)))
+        "http://carrier.test",
+        HttpxTransport(httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(201, content=answer)))),
     )
     with pytest.raises(TransientCarrierError, match="without a label"):
         client.buy_label(ORDER)
@@ -80,7 +91,26 @@ def test_retry_after_is_a_finite_pause_of_at_most_five_minutes(status: int, head
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, headers={"Retry-After": header}, json={"error": {"message": "later"}})
 
-    client = CarrierClient("http://carrier.test", httpx.Client(transport=httpx.MockTransport(answer)))
+    client = CarrierClient("http://carrier.test", HttpxTransport(httpx.Client(transport=httpx.MockTransport(answer))))
     with pytest.raises(TransientCarrierError) as raised:
         client.buy_label(ORDER)
     assert raised.value.retry_after == expected
+
+
+# --- the transport workers use: urllib3 over real sockets -------------------------------------------
+
+
+def test_the_urllib3_transport_buys_over_http_and_sorts_timeouts_and_refusals() -> None:
+    with serve_stub("--slow-rate", "0", "--latency-ms", "5") as quick, serve_stub("--slow-rate", "1", "--slow-ms", "2000") as slow:
+        label = CarrierClient(quick.url, make_http_client(5, 4)).buy_label(ORDER)
+        assert label.label_id.startswith("LBL-")
+        assert quick.stats()["purchases"] == 1
+
+        with pytest.raises(TransientCarrierError, match="Timeout"):
+            CarrierClient(slow.url, make_http_client(0.3, 4)).buy_label(ORDER)
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    with pytest.raises(TransientCarrierError, match="Connection|refused"):
+        CarrierClient(nobody, make_http_client(2, 4)).buy_label(ORDER)

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.httpx_transport import HttpxTransport
 from warehouse.carrier.buyer import MAX_THREADS_PER_PROCESS, CarrierSettings, LabelBuyer, Purchase, buyer_for
 from warehouse.carrier.client import CarrierClient, LabelOrder
 from warehouse.carrier.limits import LimiterUnavailable, LocalGate, RedisGate
@@ -117,7 +118,7 @@ def make_buyer() -> Iterator[Callable[..., LabelBuyer]]:
 
     def make(transport: httpx.BaseTransport, gate: Any = None, **settings: str) -> LabelBuyer:
         carrier = CarrierSettings.from_settings({**BASE_SETTINGS, **settings})
-        client = CarrierClient(carrier.url, httpx.Client(transport=transport))
+        client = CarrierClient(carrier.url, HttpxTransport(httpx.Client(transport=transport)))
         buyer = LabelBuyer(carrier, client, gate if gate is not None else LocalGate(carrier.max_in_flight))
         made.append(buyer)
         return buyer
@@ -125,7 +126,7 @@ def make_buyer() -> Iterator[Callable[..., LabelBuyer]]:
     yield make
     for buyer in made:
         buyer.pool.shutdown(wait=True, cancel_futures=True)
-        buyer.client.http.close()
+        buyer.client.http.client.close()
 
 
 # --- buying ----------------------------------------------------------------------------------------

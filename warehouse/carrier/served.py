@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
 
 READY_PREFIX = "carrier stub listening on "
 
@@ -20,14 +21,20 @@ class StubServer:
         self.url = url
         self.process = process
 
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:  # raises for any error status
+            return json.load(response)
+
     def stats(self) -> dict[str, int]:
-        return httpx.get(f"{self.url}/v1/stats", timeout=10).raise_for_status().json()
+        return self._call("GET", "/v1/stats")
 
     def reset(self) -> None:
-        httpx.post(f"{self.url}/v1/reset", timeout=10).raise_for_status()
+        self._call("POST", "/v1/reset", {})
 
     def configure(self, **changes: Any) -> dict[str, Any]:
-        return httpx.post(f"{self.url}/v1/config", json=changes, timeout=10).raise_for_status().json()
+        return self._call("POST", "/v1/config", changes)
 
 
 @contextmanager
