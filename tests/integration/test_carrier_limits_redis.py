@@ -23,7 +23,7 @@ import redis
 from redis_semaphore import Semaphore
 
 from tests.concurrency import InFlight
-from warehouse.carrier.limits import LimiterUnavailable, RedisGate, make_gate
+from warehouse.carrier.limits import PAUSE_CHECK_SECONDS, LimiterUnavailable, RedisGate, make_gate
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -99,6 +99,8 @@ def test_a_pause_on_one_gate_holds_the_other(new_client: Callable[[], redis.Redi
     started = time.monotonic()
     waiting.wait_while_paused()
     assert time.monotonic() - started < 0.5, "no pause was asked for, yet the gate waited"
+    # A gate looks at the shared pause at most every PAUSE_CHECK_SECONDS: let its view go stale.
+    time.sleep(PAUSE_CHECK_SECONDS)
 
     pausing.pause(0.6)
     started = time.monotonic()
@@ -227,3 +229,18 @@ def test_a_redis_nobody_answers_on_is_limiter_unavailable_at_once() -> None:
         with pytest.raises(LimiterUnavailable, match="carrier limiter"):
             attempt()
         assert time.monotonic() - started < 5
+
+
+def test_a_gate_asks_redis_about_the_pause_at_most_once_per_check_interval(new_client: Callable[[], redis.Redis]) -> None:
+    client = new_client()
+    asked = []
+    real_pttl = client.pttl
+    client.pttl = lambda key: asked.append(key) or real_pttl(key)  # type: ignore[method-assign]
+    gate = RedisGate(client, unique_name(), max_in_flight=2, lease_seconds=30)
+
+    started = time.monotonic()
+    for _ in range(200):
+        gate.wait_while_paused()
+    elapsed = time.monotonic() - started
+
+    assert 1 <= len(asked) <= 1 + elapsed / PAUSE_CHECK_SECONDS
