@@ -244,3 +244,31 @@ def test_a_gate_asks_redis_about_the_pause_at_most_once_per_check_interval(new_c
     elapsed = time.monotonic() - started
 
     assert 1 <= len(asked) <= 1 + elapsed / PAUSE_CHECK_SECONDS
+
+
+def test_more_threads_than_redis_py_s_default_pool_all_get_their_slots(redis_url: str) -> None:
+    """150 threads of one process on one gate (redis-py's default pool stops at 100 connections and
+    then fails with "Too many connections"): every call gets its slot, none fails."""
+    threads = 150
+    gate = make_gate({"warehouse.carrier_limiter_url": redis_url}, f"http://carrier.test/{unique_name()}", 40, 10, threads)
+    calls = InFlight()
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def call() -> None:
+        try:
+            start.wait()
+            with gate.slot(), calls:
+                time.sleep(0.02)
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            errors.append(error)
+
+    workers = [threading.Thread(target=call, daemon=True) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+
+    assert errors == []
+    assert calls.finished == threads
+    assert calls.peak <= 40

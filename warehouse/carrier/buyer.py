@@ -116,6 +116,6 @@ def buyer_for(settings: Mapping[str, Any]) -> LabelBuyer:
         buyer = _buyers.get(key)
         if buyer is None:
             http = make_http_client(carrier.timeout_seconds, max_connections=carrier.threads_per_process)
-            gate = make_gate(settings, carrier.url, carrier.max_in_flight, carrier.timeout_seconds)
+            gate = make_gate(settings, carrier.url, carrier.max_in_flight, carrier.timeout_seconds, carrier.threads_per_process)
             buyer = _buyers[key] = LabelBuyer(carrier, CarrierClient(carrier.url, http), gate)
         return buyer

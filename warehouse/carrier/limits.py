@@ -27,6 +27,8 @@ from redis_semaphore.errors import BackendError
 
 logger = logging.getLogger(__name__)
 
+# Redis connections beyond one per carrier thread: heartbeats and the pause check.
+CONNECTIONS_SPARE = 8
 # How stale this process's view of the shared pause may be.
 PAUSE_CHECK_SECONDS = 0.05
 # Jitter added to a pause, so that the callers it held do not all call again in the same millisecond.
@@ -160,16 +162,24 @@ def limiter_url(settings: Mapping[str, Any]) -> str | None:
     return broker if broker.startswith(("redis://", "rediss://", "unix://")) else None
 
 
-def make_gate(settings: Mapping[str, Any], carrier_url: str, max_in_flight: int, call_timeout: float) -> CarrierGate:
+def make_gate(
+    settings: Mapping[str, Any], carrier_url: str, max_in_flight: int, call_timeout: float, threads: int = 1
+) -> CarrierGate:
+    """The gate for ``threads`` threads of this process calling ``carrier_url``."""
     url = limiter_url(settings)
     if url is None:
         logger.info("no Redis for the carrier limit: %s calls in flight per process", max_in_flight)
         return LocalGate(max_in_flight)
-    client = redis.Redis.from_url(
+    # One connection per thread at most (each may be blocked waiting for a slot), a few spare for the
+    # heartbeats; a thread that finds none free waits for one rather than failing its call, which
+    # redis-py's default pool (100 connections, then "Too many connections") would do.
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=threads + CONNECTIONS_SPARE,
+        timeout=max(5.0, call_timeout),
         socket_connect_timeout=2,
         socket_timeout=max(5.0, call_timeout),
         health_check_interval=30,
     )
     # Every deployment that talks to the same carrier through the same Redis shares one limit.
-    return RedisGate(client, carrier_url.rstrip("/"), max_in_flight, lease_seconds=max(30.0, 3 * call_timeout))
+    return RedisGate(redis.Redis(connection_pool=pool), carrier_url.rstrip("/"), max_in_flight, lease_seconds=max(30.0, 3 * call_timeout))
