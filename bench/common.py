@@ -597,3 +597,17 @@ def format_results(results: list[Result], facts: Mapping[str, str] | None = None
         parts.append(facts_list(facts))
     parts += [results_table(results), "Checks:\n" + checks_list(results)]
     return "\n\n".join(parts)
+
+
+def run_alone(run: Callable[..., Result], **options: Any) -> int:
+    """A benchmark module's ``main``: ``run(env, **options)`` in an environment of its own, its table
+    printed. Exit status 0 if every check passed, 1 if one failed, 2 if it could not run."""
+    exit_cleanly_on_sigterm()
+    try:
+        with environment() as env:
+            result = run(env, **options)
+    except BenchError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 2
+    print(format_results([result]))
+    return 0 if result.ok else 1

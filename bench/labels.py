@@ -522,24 +522,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     variants: Sequence[Variant] = VARIANTS
     if args.set or args.chunk_size:
         variants = [Variant("custom", dict(item.split("=", 1) for item in args.set), args.chunk_size)]
-    common.exit_cleanly_on_sigterm()
-    try:
-        with common.environment() as env:
-            result = run(
-                env,
-                shipments=args.shipments,
-                repeats=args.repeats,
-                seed_subset=args.seed_subset,
-                variants=variants,
-                nodes=args.nodes,
-                concurrency=args.concurrency,
-                worker_loglevel=args.loglevel,
-            )
-    except BenchError as error:
-        print(f"bench: {error}", file=sys.stderr)
-        return 2
-    print(common.format_results([result]))
-    return 0 if result.ok else 1
+    return common.run_alone(
+        run,
+        shipments=args.shipments,
+        repeats=args.repeats,
+        seed_subset=args.seed_subset,
+        variants=variants,
+        nodes=args.nodes,
+        concurrency=args.concurrency,
+        worker_loglevel=args.loglevel,
+    )
 
 
 if __name__ == "__main__":

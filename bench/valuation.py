@@ -39,7 +39,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` and the project
 from sqlalchemy import func, select, text
 
 from bench import common
-from bench.common import BenchError, Environment, Result, Stopwatch, log
+from bench.common import Environment, Result, Stopwatch, log
 
 NAME = "valuation"
 SIZES = (100_000, 1_000_000)
@@ -445,24 +445,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="processes per node (default: %(default)s)")
     parser.add_argument("--loglevel", default=WORKER_LOGLEVEL, help="the workers' --loglevel (default: %(default)s)")
     args = parser.parse_args(argv)
-    common.exit_cleanly_on_sigterm()
-    try:
-        with common.environment() as env:
-            result = run(
-                env,
-                sizes=args.sizes,
-                candidate_chunks=args.chunks,
-                default_chunk=args.default_chunk,
-                seed_recipe_budget=args.seed_recipe_budget,
-                nodes=args.nodes,
-                concurrency=args.concurrency,
-                worker_loglevel=args.loglevel,
-            )
-    except BenchError as error:
-        print(f"bench: {error}", file=sys.stderr)
-        return 2
-    print(common.format_results([result]))
-    return 0 if result.ok else 1
+    return common.run_alone(
+        run,
+        sizes=args.sizes,
+        candidate_chunks=args.chunks,
+        default_chunk=args.default_chunk,
+        seed_recipe_budget=args.seed_recipe_budget,
+        nodes=args.nodes,
+        concurrency=args.concurrency,
+        worker_loglevel=args.loglevel,
+    )
 
 
 if __name__ == "__main__":
