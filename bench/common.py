@@ -28,14 +28,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import redis
-from psycopg import sql
+
+from warehouse import scratch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION_INI = REPO_ROOT / "production.ini"
@@ -144,52 +145,19 @@ def require_services() -> None:
 @contextmanager
 def throwaway_database() -> Iterator[str]:
     """A new, empty PostgreSQL database for this session; dropped (connections and all) afterwards."""
-    name = f"warehouse_bench_{secrets.token_hex(6)}"
-    with _admin_connection() as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        with _admin_connection() as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-CLAIM_KEY = "warehouse:bench:claimed-by"
-# Atomically: claim the DB with a marker key only if it is empty, so that a concurrent user of the same
-# Redis (the integration tests, another benchmark) never shares it, and we never flush theirs.
-CLAIM_IF_EMPTY = """
-if redis.call('DBSIZE') == 0 then
-    return redis.call('SET', KEYS[1], ARGV[1])
-end
-return false
-"""
+    with scratch.throwaway_database(PG_HOST, PG_PORT, PG_USER, "warehouse_bench") as url:
+        yield url
 
 
 @contextmanager
 def own_redis_db() -> Iterator[str]:
     """The URL of a Redis DB number in 1..15 that was empty; only that DB is flushed afterwards."""
-    token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-    claimed = None
-    for number in range(1, 16):
-        client = _redis(number)
+    with ExitStack() as stack:
         try:
-            if client.eval(CLAIM_IF_EMPTY, 1, CLAIM_KEY, token):
-                claimed = number
-                break
-        finally:
-            client.close()
-    if claimed is None:
-        raise BenchError("no empty Redis database among 1..15 to run the benchmarks in")
-    try:
-        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{claimed}"
-    finally:
-        client = _redis(claimed)
-        try:
-            # Still ours? Then flush it (a DB someone else took over meanwhile is left alone).
-            if client.get(CLAIM_KEY) == token.encode():
-                client.flushdb()
-        finally:
-            client.close()
+            url = stack.enter_context(scratch.claimed_redis_db(REDIS_HOST, REDIS_PORT, scratch.claim_token("bench")))
+        except LookupError as error:
+            raise BenchError(f"{error} to run the benchmarks in") from None
+        yield url
 
 
 # --- settings -------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import random
 import secrets
 import signal
 import socket
@@ -37,10 +36,11 @@ import psycopg
 import pytest
 import redis
 from celery import Celery
-from psycopg import sql
 from pyramid.paster import get_appsettings
 from sqlalchemy import Engine, text
 from webtest import TestApp
+
+from warehouse import scratch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # ``warehouse.extra_operations`` names the tests' probes as tests.integration.probe_operations, which the
@@ -191,10 +191,6 @@ def services() -> None:
 # --- a database and a Redis DB of this session's own ---------------------------------------------
 
 
-def _admin_connection() -> psycopg.Connection:
-    return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True)
-
-
 # Every session holds this file's shared lock while it uses the PostgreSQL cluster; a test that stops
 # the cluster holds the exclusive lock, so it never cuts off another session's tests (another
 # checkout's, or a second run on the same machine), and no session starts while the cluster is down.
@@ -242,51 +238,29 @@ def postgresql_lock(services: None) -> Iterator[PostgresqlLock]:
 
 @pytest.fixture(scope="session")
 def database_url(services: None, postgresql_lock: PostgresqlLock) -> Iterator[str]:
-    name = f"warehouse_it_{secrets.token_hex(6)}"
-    with _admin_connection() as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        with _admin_connection() as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch.throwaway_database(PG_HOST, PG_PORT, PG_USER, "warehouse_it") as url:
+        yield url
 
 
-CLAIM_KEY = "warehouse:integration-tests:claimed-by"
-# Atomically: if the DB is empty, FLUSHDB it (a no-op then, but the reset the session starts from)
-# and claim it with a marker key, so a concurrent session (another checkout's tests) sees it taken.
-CLAIM_IF_EMPTY = """
-if redis.call('DBSIZE') == 0 then
-    redis.call('FLUSHDB')
-    return redis.call('SET', KEYS[1], ARGV[1])
-end
-return false
-"""
+@contextmanager
+def claimed_redis_url(who: str, token: str | None = None, avoid: int | None = None) -> Iterator[str]:
+    """A Redis DB number in 1..15 that was empty, claimed for ``who`` (``warehouse.scratch``) and
+    flushed at the end; the test fails if none is free."""
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(
+                scratch.claimed_redis_db(REDIS_HOST, REDIS_PORT, token or scratch.claim_token(who), avoid=avoid)
+            )
+        except LookupError as error:
+            pytest.fail(f"{error} for {who}", pytrace=False)
+        yield url
 
 
 @pytest.fixture(scope="session")
 def redis_url(services: None) -> Iterator[str]:
-    """A Redis DB number in 1..15 that was empty, for broker and result backend; flushed at the end."""
-    token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-    numbers = list(range(1, 16))
-    random.shuffle(numbers)
-    claimed = None
-    for number in numbers:
-        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number)
-        try:
-            if client.eval(CLAIM_IF_EMPTY, 1, CLAIM_KEY, token):
-                claimed = number
-                break
-        finally:
-            client.close()
-    if claimed is None:
-        pytest.fail("no empty Redis database among 1..15 for the integration tests", pytrace=False)
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=claimed)
-    try:
-        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{claimed}"
-    finally:
-        client.flushdb()
-        client.close()
+    """A Redis DB number of the session's own, for broker and result backend; flushed at the end."""
+    with claimed_redis_url("the integration tests") as url:
+        yield url
 
 
 # Settings of the ini that a test may change (``write_ini``'s ``extra_settings``), with their defaults.

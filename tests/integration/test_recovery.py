@@ -13,7 +13,6 @@ and the reconciler's decisions are only ever checked for this module's runs.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import secrets
 import threading
@@ -40,13 +39,15 @@ from tests.integration.nodes import (
     warehouse_reconcile,
 )
 from tests.integration.recovery_operations import FAIL_EVERY, PacedValuation, PartlyFailingValuation
-from warehouse import ledger
+from warehouse import ledger, scratch
 from warehouse.models import Warehouse
 from warehouse.scripts.seed import seed
 
 PACED = PacedValuation.name
 PARTLY_FAILING = PartlyFailingValuation.name
 OPERATIONS_MODULE = "tests.integration.recovery_operations"
+# This module's claim on its Redis DB; FLUSH_AND_CLAIM puts the same one back after emptying the DB.
+RECOVERY_CLAIM_TOKEN = scratch.claim_token("test_recovery.py")
 # 0.1 s per chunk of 500 on 4 pool children: a run of 100 chunks lasts about 2.5 s, long enough to
 # break it halfway, short enough to sit through several times.
 CHUNK_DELAY_SECONDS = 0.1
@@ -73,26 +74,11 @@ def harness(request: pytest.FixtureRequest) -> ModuleType:
 
 @pytest.fixture(scope="module")
 def own_redis_url(harness: ModuleType, redis_url: str) -> Iterator[str]:
-    """An empty Redis DB number of this module's own on the session's server, claimed atomically as
-    the session claims its own (so no concurrent session takes it), and emptied at the end."""
-    server = redis.Redis.from_url(redis_url).connection_pool.connection_kwargs
-    host, port, session_db = server["host"], server["port"], server.get("db", 0)
-    token = f"test_recovery:{os.getpid()}:{secrets.token_hex(4)}"
-    for number in (number for number in range(1, 16) if number != session_db):
-        client = redis.Redis(host=host, port=port, db=number)
-        try:
-            if client.eval(harness.CLAIM_IF_EMPTY, 1, harness.CLAIM_KEY, token):
-                break
-        finally:
-            client.close()
-    else:
-        pytest.fail("no empty Redis database among 1..15 for test_recovery.py", pytrace=False)
-    client = redis.Redis(host=host, port=port, db=number)
-    try:
-        yield f"redis://{host}:{port}/{number}"
-    finally:
-        client.flushdb()
-        client.close()
+    """An empty Redis DB number of this module's own on the session's server (not the session's),
+    claimed atomically as the session claims its own, and emptied at the end."""
+    session_db = redis.Redis.from_url(redis_url).connection_pool.connection_kwargs.get("db", 0)
+    with harness.claimed_redis_url("test_recovery.py", token=RECOVERY_CLAIM_TOKEN, avoid=session_db) as url:
+        yield url
 
 
 @dataclass
@@ -306,7 +292,7 @@ def test_a_run_survives_redis_losing_everything_in_its_middle(
     run_id = started["id"]
     recovery.api.wait_for(run_id, lambda run: run["chunks"]["done"] >= 5, timeout=60, what="5 chunks done")
     with recovery.redis() as client:
-        queued = client.eval(FLUSH_AND_CLAIM, 2, recovery.queue, recovery.harness.CLAIM_KEY, f"test_recovery:{os.getpid()}")
+        queued = client.eval(FLUSH_AND_CLAIM, 2, recovery.queue, scratch.CLAIM_KEY, RECOVERY_CLAIM_TOKEN)
     assert queued >= 10, f"too little was queued for the flush to land mid-run: {queued} messages"
 
     # Lost: every queued chunk message, the chord's counter and the queue's binding. The chunks running
