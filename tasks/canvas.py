@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from celery import Celery, chain, group
+from celery.backends.redis import RedisBackend
 
 from warehouse.ledger import ChunkBounds, ResumePlan
 
@@ -30,9 +31,24 @@ def send_chunks(app: Celery, run_id: int, chunks: Sequence[ChunkBounds]) -> int:
         # Nothing to do: finish the run through the same callback, with no chunk results.
         send_finish(app, run_id)
         return 0
-    header = group(app.signature("processSomeProducts", args=(run_id, chunk.start_id, chunk.end_id)) for chunk in chunks)
+    options = {"ignore_result": True} if _chord_keeps_results(app) else {}
+    header = group(
+        app.signature("processSomeProducts", args=(run_id, chunk.start_id, chunk.end_id), options=options)
+        for chunk in chunks
+    )
     chain(header, app.signature("processFinished", args=(run_id,))).apply_async()
     return len(chunks)
+
+
+def _chord_keeps_results(app: Celery) -> bool:
+    """Whether the result backend hands the chord's callback its header's results by itself.
+
+    Redis's chord keeps each header task's result in a list of its own, so the chunks need not store
+    theirs (ignore_result): that spares a result write, a publish and, in the dispatching process, a
+    subscription per chunk (no one else reads them: the ledger has every outcome). Other backends
+    (the embedded default's in-memory one) join the stored results, so there they must be kept.
+    """
+    return isinstance(app.backend, RedisBackend)
 
 
 def send_resume(app: Celery, plan: ResumePlan) -> int:

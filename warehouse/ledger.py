@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
-from sqlalchemy import ColumnElement, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -179,7 +179,94 @@ def claim_chunk(session: Session, run_id: int, start_id: int, hostname: str | No
     A running chunk is taken over only by a redelivery of the message that claimed it (Celery keeps
     the task id across redeliveries and retries), which means its first execution died. A chunk
     of a run being cancelled, or failing past its threshold, is skipped instead.
+
+    The common case (a pending chunk of a running run with no failures yet) is one UPDATE; anything
+    else is decided row by row in ``_claim_or_skip``. Every chunk pays the claim, so its round trips
+    count: see docs/benchmarks.md.
     """
+    return _claim_at_once(session, run_id, start_id, hostname, task_id) or _claim_or_skip(
+        session, run_id, start_id, hostname, task_id
+    )
+
+
+# The statements every chunk runs are built once, with bound parameters: building a statement and
+# computing its cache key cost the worker more CPU than the database spends running these small
+# UPDATEs (see "Where the time goes" in docs/benchmarks.md). Parameters are named b_*: SQLAlchemy
+# reserves the updated table's column names for itself.
+
+
+def _run_fact(column: Any) -> Any:
+    return select(column).where(Run.id == bindparam("b_run_id")).scalar_subquery()
+
+
+_CLAIM_AT_ONCE = (
+    update(RunChunk)
+    .where(
+        RunChunk.run_id == bindparam("b_run_id"),
+        RunChunk.start_id == bindparam("b_start_id"),
+        (RunChunk.status == ChunkStatus.PENDING)
+        | ((RunChunk.status == ChunkStatus.RUNNING) & (RunChunk.task_id == bindparam("b_task_id"))),
+        # FOR KEY SHARE on the run: waits for a cancel being committed (cancel_run locks the row
+        # FOR UPDATE) and then sees its status, so no chunk starts after a cancel; yet it never
+        # blocks other chunks bumping the run's counters.
+        select(Run.id)
+        .where(
+            Run.id == bindparam("b_run_id"),
+            Run.status == RunStatus.RUNNING,
+            Run.items_failed == 0,
+            Run.chunks_failed == 0,
+        )
+        .with_for_update(read=True, key_share=True)
+        .exists(),
+    )
+    .values(
+        status=ChunkStatus.RUNNING,
+        attempts=RunChunk.attempts + 1,
+        worker_hostname=bindparam("b_hostname"),
+        task_id=bindparam("b_task_id"),
+        started_at=bindparam("b_now"),
+    )
+    # Scalar subqueries rather than UPDATE ... FROM runs: SQLite's RETURNING cannot name a joined
+    # table's columns.
+    .returning(
+        RunChunk.id,
+        RunChunk.start_id,
+        RunChunk.end_id,
+        RunChunk.attempts,
+        RunChunk.item_count,
+        _run_fact(Run.warehouse_id),
+        _run_fact(Run.operation),
+        _run_fact(Run.started_at),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
+def _claim_at_once(session: Session, run_id: int, start_id: int, hostname: str | None, task_id: str | None) -> ClaimedChunk | None:
+    """Claim a pending chunk (or take over this task's own) of a running run with no failures."""
+    claimed = session.execute(
+        _CLAIM_AT_ONCE,
+        {"b_run_id": run_id, "b_start_id": start_id, "b_hostname": hostname, "b_task_id": task_id, "b_now": utcnow()},
+    ).one_or_none()
+    if claimed is None:
+        return None
+    chunk_id, start, end, attempt, item_count, warehouse_id, operation, started_at = claimed
+    return ClaimedChunk(
+        id=chunk_id,
+        run_id=run_id,
+        start_id=start,
+        end_id=end,
+        attempt=attempt,
+        warehouse_id=warehouse_id,
+        operation=operation,
+        planned_on=(started_at or utcnow()).date(),
+        item_count=item_count,
+    )
+
+
+def _claim_or_skip(session: Session, run_id: int, start_id: int, hostname: str | None, task_id: str | None) -> ClaimedChunk | None:
+    """The claim's every other case: the chunk finished or held by another task (None), the run
+    cancelling or past its failure threshold (the chunk is skipped), or failures below it (claimed)."""
     chunk = session.execute(
         select(RunChunk).where(*_unfinished_chunk(run_id, start_id)).with_for_update()
     ).scalar_one_or_none()
@@ -187,8 +274,6 @@ def claim_chunk(session: Session, run_id: int, start_id: int, hostname: str | No
         return None
     if chunk.status == ChunkStatus.RUNNING and chunk.task_id != task_id:
         return None
-    # FOR KEY SHARE: waits for a cancel being committed (cancel_run locks the row FOR UPDATE), so no
-    # chunk starts after a cancel, yet never blocks other chunks bumping the run's counters.
     run = session.execute(
         select(Run)
         .where(Run.id == run_id)
@@ -223,6 +308,24 @@ def skip_chunk(session: Session, chunk: RunChunk) -> None:
     session.execute(update(Run).where(Run.id == chunk.run_id).values(chunks_skipped=Run.chunks_skipped + 1))
 
 
+_FINISH_CHUNK = (
+    update(RunChunk)
+    .where(
+        RunChunk.id == bindparam("b_chunk_id"),
+        RunChunk.status == ChunkStatus.RUNNING,
+        RunChunk.attempts == bindparam("b_attempt"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        items_done=bindparam("b_items_done"),
+        items_failed=bindparam("b_items_failed"),
+        summary=bindparam("b_summary"),
+        finished_at=bindparam("b_now"),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
 def do_chunk(session: Session, claimed: ClaimedChunk, settings: Mapping[str, Any]) -> ChunkOutcome:
     """Do a claimed chunk's work and record its outcome, in the caller's transaction.
 
@@ -242,19 +345,16 @@ def do_chunk(session: Session, claimed: ClaimedChunk, settings: Mapping[str, Any
     outcome = operations.get(claimed.operation).process_chunk(work)
     status = ChunkStatus.FAILED if outcome.items_failed and not outcome.items_done else ChunkStatus.DONE
     completed = session.execute(
-        update(RunChunk)
-        .where(
-            RunChunk.id == claimed.id,
-            RunChunk.status == ChunkStatus.RUNNING,
-            RunChunk.attempts == claimed.attempt,
-        )
-        .values(
-            status=status,
-            items_done=outcome.items_done,
-            items_failed=outcome.items_failed,
-            summary=outcome.summary,
-            finished_at=utcnow(),
-        )
+        _FINISH_CHUNK,
+        {
+            "b_chunk_id": claimed.id,
+            "b_attempt": claimed.attempt,
+            "b_status": status,
+            "b_items_done": outcome.items_done,
+            "b_items_failed": outcome.items_failed,
+            "b_summary": outcome.summary,
+            "b_now": utcnow(),
+        },
     )
     if completed.rowcount != 1:
         raise ChunkLost(f"run {claimed.run_id} chunk {claimed.start_id}-{claimed.end_id} was taken over")
@@ -284,17 +384,33 @@ def fail_chunk(session: Session, run_id: int, start_id: int, error: str) -> bool
     return True
 
 
+_COUNT_FINISHED_CHUNK = (
+    update(Run)
+    .where(Run.id == bindparam("b_run_id"))
+    .values(
+        chunks_done=Run.chunks_done + bindparam("b_chunks_done"),
+        chunks_failed=Run.chunks_failed + bindparam("b_chunks_failed"),
+        items_done=Run.items_done + bindparam("b_items_done"),
+        items_failed=Run.items_failed + bindparam("b_items_failed"),
+        updated_at=bindparam("b_now"),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
 def _count_finished_chunk(session: Session, run_id: int, status: str, items_done: int, items_failed: int) -> None:
-    values: dict[str, Any] = {
-        "items_done": Run.items_done + items_done,
-        "items_failed": Run.items_failed + items_failed,
-        "updated_at": utcnow(),
-    }
-    if status == ChunkStatus.DONE:
-        values["chunks_done"] = Run.chunks_done + 1
-    else:
-        values["chunks_failed"] = Run.chunks_failed + 1
-    session.execute(update(Run).where(Run.id == run_id).values(**values))
+    done = status == ChunkStatus.DONE
+    session.execute(
+        _COUNT_FINISHED_CHUNK,
+        {
+            "b_run_id": run_id,
+            "b_chunks_done": int(done),
+            "b_chunks_failed": int(not done),
+            "b_items_done": items_done,
+            "b_items_failed": items_failed,
+            "b_now": utcnow(),
+        },
+    )
 
 
 class FinaliseResult:
