@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+BENCH_INSTALLED := $(VENV)/.bench-installed
 INI ?= development.ini
 
 .PHONY: install run test test-fast bench worker clean
@@ -36,10 +37,15 @@ test-fast: install
 worker: install
 	WAREHOUSE_INI=production.ini $(BIN)/celery -A tasks worker --loglevel=INFO
 
+# What the benchmarks need besides the tests' packages (matplotlib for the plot).
+$(BENCH_INSTALLED): $(INSTALLED) setup.py
+	$(BIN)/pip install --quiet -e '.[testing,bench]'
+	touch $(BENCH_INSTALLED)
+
 # Benchmarks on real PostgreSQL and Redis (throwaway database, a Redis DB of their own) and real workers;
 # prints one table and rewrites the figures in docs/benchmarks.md. Exits non-zero if a correctness check
 # fails. BENCH_ARGS=--no-docs leaves the docs alone; BENCH_ARGS="--only labels" runs one benchmark.
-bench: install
+bench: install $(BENCH_INSTALLED)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:

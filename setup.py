@@ -35,6 +35,11 @@ tests_require = [
     "WebTest>=3",
 ]
 
+bench_require = [
+    # The plot of run time against products in docs/benchmarks.md (bench/plot.py).
+    "matplotlib>=3.8",
+]
+
 setup(
     name="warehouse",
     version="0.1.0",
@@ -45,7 +50,7 @@ setup(
     zip_safe=False,
     python_requires=">=3.11",
     install_requires=requires,
-    extras_require={"testing": tests_require},
+    extras_require={"testing": tests_require, "bench": bench_require},
     entry_points={
         "paste.app_factory": ["main = warehouse:main"],
         "console_scripts": [

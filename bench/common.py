@@ -74,11 +74,22 @@ class Check:
     detail: str
 
 
+@dataclass(frozen=True)
+class Point:
+    """One measured (or estimated) run time, for the plot."""
+
+    products: int
+    seconds: float
+    estimated: bool = False
+
+
 @dataclass
 class Result:
     benchmark: str
     figures: list[Figure] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    # Lines for the plot (bench/plot.py): name -> points (products, seconds, estimated?).
+    series: dict[str, list[Point]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -90,6 +101,9 @@ class Result:
     def check(self, name: str, ok: bool, detail: str) -> bool:
         self.checks.append(Check(name, ok, detail))
         return ok
+
+    def point(self, line: str, products: int, seconds: float, estimated: bool = False) -> None:
+        self.series.setdefault(line, []).append(Point(products, seconds, estimated))
 
 
 class Stopwatch:

@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` and the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common, labels, valuation
+from bench import common, labels, plot, valuation
 from bench.common import BenchError, Environment, Result, log
 
 BENCHMARKS: dict[str, Callable[[Environment], Result]] = {
@@ -29,17 +29,20 @@ BENCHMARKS: dict[str, Callable[[Environment], Result]] = {
 }
 
 DOCS = common.REPO_ROOT / "docs" / "benchmarks.md"
+PLOT = DOCS.parent / "benchmarks-valuation.png"
 START_MARKER = "<!-- bench:figures:start (written by bench/run.py; edits between the markers are lost) -->"
 END_MARKER = "<!-- bench:figures:end -->"
 FIGURES_SECTION = re.compile(r"<!-- bench:figures:start.*?-->.*?<!-- bench:figures:end -->", re.DOTALL)
 
 
-def figures_section(results: list[Result], facts: dict[str, str]) -> str:
+def figures_section(results: list[Result], facts: dict[str, str], plotted: bool) -> str:
+    image = [f"![Valuation: run time against products, ours, the floor and the seed recipe]({PLOT.name})"] if plotted else []
     return "\n\n".join(
         [
             START_MARKER,
             "Measured by `make bench` on:",
             common.facts_list(facts),
+            *image,
             common.results_table(results),
             "Checks:",
             common.checks_list(results),
@@ -86,8 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.no_docs or args.only:
         log("docs/benchmarks.md left as it was (--no-docs or --only)")
     else:
-        rewrite_docs(figures_section(results, facts))
-        log(f"figures written to {DOCS.relative_to(common.REPO_ROOT)}")
+        plotted = plot.write_plot(results, PLOT, f"Valuation, {facts.get('CPUs', '?')} CPUs, {facts.get('date', '')}")
+        rewrite_docs(figures_section(results, facts, plotted))
+        log(f"figures written to {DOCS.relative_to(common.REPO_ROOT)}" + (f" and {PLOT.relative_to(common.REPO_ROOT)}" if plotted else ""))
     return 0 if ok else 1
 
 

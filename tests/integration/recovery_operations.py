@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, select
 
 from warehouse.models import Product
 from warehouse.operations import ChunkOutcome, ChunkWork, ItemFailure, Operation
@@ -41,10 +41,9 @@ class PartlyFailingValuation(Valuation):
     name = "recovery_partly_failing_valuation"
     description = "The valuation, failing one product in twenty (integration tests only)."
 
-    @staticmethod
-    def in_chunk(id_column: ColumnElement[int], work: ChunkWork) -> ColumnElement[bool]:
-        # The valuation's UPDATE covers the chunk's products less the failing ones.
-        return and_(Operation.in_chunk(id_column, work), id_column % FAIL_EVERY != 0)
+    def products_valued(self) -> tuple[ColumnElement[bool], ...]:
+        # The valuation's statements cover the chunk's products less the failing ones.
+        return (*super().products_valued(), Product.id % FAIL_EVERY != 0)
 
     def process_chunk(self, work: ChunkWork) -> ChunkOutcome:
         outcome = super().process_chunk(work)

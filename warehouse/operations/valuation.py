@@ -7,53 +7,56 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, func, select, update
 
 from ..models import Product
 from .base import ChunkOutcome, ChunkWork, Operation
-
-
-# Built once, with bound parameters (b_*: SQLAlchemy reserves column names): building a statement per
-# chunk cost the worker more CPU than the database spends running it (see docs/benchmarks.md).
-_IN_CHUNK = (
-    Product.warehouse_id == bindparam("b_warehouse_id"),
-    Product.id.between(bindparam("b_start_id"), bindparam("b_end_id")),
-)
-
-# One set-based statement for the whole chunk...
-_VALUE_CHUNK = (
-    update(Product)
-    .where(*_IN_CHUNK)
-    .values(
-        # ROUND is a no-op on PostgreSQL's NUMERIC; SQLite multiplies in floating point.
-        stock_value=func.round(Product.qty_on_hand * Product.unit_cost, 2),
-        needs_reorder=Product.qty_on_hand <= Product.reorder_point,
-    )
-    .execution_options(synchronize_session=False)
-)
-
-# ...and the summary summed by the database, in the same transaction, so it sees the chunk's writes:
-# one row back rather than one Decimal per product (RETURNING every row cost the worker more CPU than
-# the UPDATE cost the database).
-_SUM_CHUNK = select(
-    func.count(),
-    # ROUND: exact on NUMERIC; on SQLite it drops the float sum's last-digit noise.
-    func.round(func.coalesce(func.sum(Product.stock_value), 0), 2),
-    func.count().filter(Product.needs_reorder),
-).where(*_IN_CHUNK)
 
 
 class Valuation(Operation):
     name = "valuation"
     description = "Set each product's stock value and reorder flag; sum the warehouse's stock value."
 
+    def __init__(self) -> None:
+        # Built once, with bound parameters (b_*: SQLAlchemy reserves column names), because building
+        # a statement per chunk cost the worker more CPU than the database spends running it (see
+        # docs/benchmarks.md).
+        products = self.products_valued()
+        # One set-based statement for the whole chunk...
+        self._value_chunk = (
+            update(Product)
+            .where(*products)
+            .values(
+                # ROUND is a no-op on PostgreSQL's NUMERIC; SQLite multiplies in floating point.
+                stock_value=func.round(Product.qty_on_hand * Product.unit_cost, 2),
+                needs_reorder=Product.qty_on_hand <= Product.reorder_point,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        # ...and the summary summed by the database, in the same transaction, so it sees the chunk's
+        # writes: one row back rather than one Decimal per product (RETURNING every row cost the
+        # worker more CPU than the UPDATE cost the database).
+        self._sum_chunk = select(
+            func.count(),
+            # ROUND: exact on NUMERIC; on SQLite it drops the float sum's last-digit noise.
+            func.round(func.coalesce(func.sum(Product.stock_value), 0), 2),
+            func.count().filter(Product.needs_reorder),
+        ).where(*products)
+
+    def products_valued(self) -> tuple[ColumnElement[bool], ...]:
+        """The products of one chunk, with the chunk as bound parameters (a subclass may narrow it)."""
+        return (
+            Product.warehouse_id == bindparam("b_warehouse_id"),
+            Product.id.between(bindparam("b_start_id"), bindparam("b_end_id")),
+        )
+
     def item_ids(self, warehouse_id: int, today: dt.date) -> Select[tuple[int]]:
         return select(Product.id).where(Product.warehouse_id == warehouse_id)
 
     def process_chunk(self, work: ChunkWork) -> ChunkOutcome:
         chunk = {"b_warehouse_id": work.warehouse_id, "b_start_id": work.start_id, "b_end_id": work.end_id}
-        work.session.execute(_VALUE_CHUNK, chunk)
-        done, total, reorder = work.session.execute(_SUM_CHUNK, chunk).one()
+        work.session.execute(self._value_chunk, chunk)
+        done, total, reorder = work.session.execute(self._sum_chunk, chunk).one()
         return ChunkOutcome(
             items_done=done,
             # str() first: SQLite hands back a float, whose shortest repr is the two-decimal value.
