@@ -491,6 +491,20 @@ def _with_descendants(roots: list[int], processes: dict[int, tuple[str, int]]) -
     return found
 
 
+def pool_children(node: WorkerNode) -> list[int]:
+    """The pids of a worker node's pool processes (the prefork children doing the tasks)."""
+    processes = _all_processes()
+    return sorted(pid for pid, (_name, parent) in processes.items() if parent == node.process.pid)
+
+
+def peak_rss_mib(pid: int) -> float:
+    """A process's peak resident memory since it started (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no VmHWM for process {pid}")
+
+
 def _machine_busy_seconds() -> float:
     """CPU seconds all cores spent not idle since boot (user, nice, system, irq, softirq, steal)."""
     values = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]

@@ -50,6 +50,7 @@ SEED_RECIPE_CHUNK = 500
 SEED_RECIPE_BUDGET_SECONDS = 300.0
 TARGET_DEFAULT = 1.5  # at the largest size, chunk 500, × floor
 TARGET_BEST = 1.0  # at the largest size, best chunk, × floor
+TARGET_RSS_GROWTH = 0.10  # a worker's peak RSS at the largest size within 10 % of at the smallest
 TARGET_GROWTH_EXCESS = 1.05  # growth ≤ 1.05 × the size ratio (10.5 for 100k → 1M)
 NODES = 1
 CONCURRENCY = 2
@@ -304,6 +305,7 @@ def run(
     recipes: dict[int, tuple[SeedRecipeTiming, int]] = {}
     recipe_skipped: dict[int, float] = {}
     wids: dict[int, int] = {}
+    peak_rss: dict[int, float] = {}  # MiB, the largest of the pool processes', fresh workers per size
 
     with common.engine_for(ini) as engine:
         for size in sizes:
@@ -313,28 +315,32 @@ def run(
             log(f"{NAME}: seeded {size:,} products in {watch.seconds:.1f} s")
         vacuum_analyze(engine)
 
-        with common.workers(env, ini, nodes=nodes, concurrency=concurrency, loglevel=worker_loglevel) as started, common.web_api(env, ini) as api:
-            cpu = common.CpuMeter(
-                {
-                    "workers": ([node.process.pid for node in started], True),
-                    "this process (API, polls)": ([os.getpid()], False),
-                }
-            )
-            # The largest size first: the default chunk, the floor, then the candidates.
+        with common.web_api(env, ini) as api:
+            # The largest size first: the default chunk, the floor, then the candidates. Fresh workers
+            # for each size, so each size's first run (the default chunk) shows its own peak memory.
             for size in reversed(sizes):
-                floors[size] = time_floor(engine, wids[size])
-                log(f"{NAME}: floor at {size:,} products: {floors[size]:.2f} s")
-                ours[size, default_chunk] = measure(api, engine, cpu, size, wids[size], default_chunk, processes)
-                if size == largest:
-                    for chunk in candidate_chunks:
-                        if chunk != default_chunk:
-                            ours[size, chunk] = measure(api, engine, cpu, size, wids[size], chunk, processes)
-                    best_chunk = min(
-                        (chunk for (s, chunk) in ours if s == largest), key=lambda chunk: ours[largest, chunk].seconds
+                with common.workers(env, ini, nodes=nodes, concurrency=concurrency, loglevel=worker_loglevel) as started:
+                    cpu = common.CpuMeter(
+                        {
+                            "workers": ([node.process.pid for node in started], True),
+                            "this process (API, polls)": ([os.getpid()], False),
+                        }
                     )
-                    log(f"{NAME}: best chunk size at {largest:,} products: {best_chunk}")
-                elif best_chunk != default_chunk:
-                    ours[size, best_chunk] = measure(api, engine, cpu, size, wids[size], best_chunk, processes)
+                    floors[size] = time_floor(engine, wids[size])
+                    log(f"{NAME}: floor at {size:,} products: {floors[size]:.2f} s")
+                    ours[size, default_chunk] = measure(api, engine, cpu, size, wids[size], default_chunk, processes)
+                    peak_rss[size] = max(common.peak_rss_mib(pid) for node in started for pid in common.pool_children(node))
+                    log(f"{NAME}: peak RSS of a worker process after the {size:,}-product run: {peak_rss[size]:.1f} MiB")
+                    if size == largest:
+                        for chunk in candidate_chunks:
+                            if chunk != default_chunk:
+                                ours[size, chunk] = measure(api, engine, cpu, size, wids[size], chunk, processes)
+                        best_chunk = min(
+                            (chunk for (s, chunk) in ours if s == largest), key=lambda chunk: ours[largest, chunk].seconds
+                        )
+                        log(f"{NAME}: best chunk size at {largest:,} products: {best_chunk}")
+                    elif best_chunk != default_chunk:
+                        ours[size, best_chunk] = measure(api, engine, cpu, size, wids[size], best_chunk, processes)
 
         for size in sizes:
             if size == smallest:
@@ -428,6 +434,14 @@ def run(
                     f"time at {largest:,} ÷ time at {smallest:,} (linear: {ratio:g}); target ≤ {limit:g}:"
                     f" {'met' if growth <= limit else 'NOT met'}",
                 )
+        rss_growth = peak_rss[largest] / peak_rss[smallest]
+        result.figure(
+            "worker peak RSS",
+            f"{peak_rss[smallest]:.1f} → {peak_rss[largest]:.1f} MiB ({rss_growth - 1:+.1%})",
+            f"the largest VmHWM of the pool processes, fresh workers, after a chunk-{default_chunk} run at {smallest:,}"
+            f" and at {largest:,} products; target within {TARGET_RSS_GROWTH:.0%}:"
+            f" {'met' if abs(rss_growth - 1) <= TARGET_RSS_GROWTH else 'NOT met'}",
+        )
         floor_growth = floors[largest] / floors[smallest]
         result.figure("growth, floor", f"{floor_growth:.2f}", f"the floor's own time at {largest:,} ÷ at {smallest:,}")
     return result
