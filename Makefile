@@ -45,7 +45,10 @@ $(BENCH_INSTALLED): $(INSTALLED) setup.py
 # Benchmarks on real PostgreSQL and Redis (throwaway database, a Redis DB of their own) and real workers;
 # prints one table and rewrites the figures in docs/benchmarks.md. Exits non-zero if a correctness check
 # fails. BENCH_ARGS=--no-docs leaves the docs alone; BENCH_ARGS="--only labels" runs one benchmark.
+# The status benchmark's load generator, wrk (a Debian package), is installed first if it is missing and
+# apt-get is at hand (otherwise bench/run.py says how to install it).
 bench: install $(BENCH_INSTALLED)
+	command -v wrk >/dev/null || ! command -v apt-get >/dev/null || apt-get install -y -q wrk
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:

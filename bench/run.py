@@ -20,12 +20,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` and the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common, labels, plot, valuation
+from bench import common, labels, plot, status, valuation
 from bench.common import BenchError, Environment, Result, log
 
 BENCHMARKS: dict[str, Callable[[Environment], Result]] = {
     "labels": labels.run,
     "valuation": valuation.run,
+    "status": status.run,
 }
 
 DOCS = common.REPO_ROOT / "docs" / "benchmarks.md"
@@ -73,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Result] = []
     try:
         common.require_services()
+        if "status" in selected:
+            status.require_wrk()  # now, rather than after the other benchmarks' minutes
         facts = common.machine_facts()
         for name in selected:
             log(f"--- {name}")
