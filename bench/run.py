@@ -20,13 +20,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` and the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common, labels, plot, status, valuation
+from bench import common, dispatch, labels, plot, status, valuation
 from bench.common import BenchError, Environment, Result, log
 
 BENCHMARKS: dict[str, Callable[[Environment], Result]] = {
     "labels": labels.run,
     "valuation": valuation.run,
     "status": status.run,
+    "dispatch": dispatch.run,
 }
 
 DOCS = common.REPO_ROOT / "docs" / "benchmarks.md"
