@@ -2,6 +2,8 @@ from setuptools import find_packages, setup
 
 requires = [
     "alembic>=1.13",
+    # A fraction of a second of memory for the run status every client polls (warehouse/run_status.py).
+    "cachetools>=5.3",
     "celery[redis]>=5.5,<6",
     # Bulk uploads: the document's row schemas compiled once, fast enough for 100,000 rows a request.
     "fastjsonschema>=2.19",

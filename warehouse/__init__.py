@@ -21,6 +21,7 @@ def main(global_config: dict[str, Any], **settings: Any) -> Router:
         config.include(".models")
         config.include(".dispatch")
         config.include(".openapi")
+        config.include(".run_status")
         config.include(".routes")
         config.scan(".views")
     return config.make_wsgi_app()

@@ -10,12 +10,22 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
+from pyramid.settings import asbool
 
 SPEC_PATH = Path(__file__).with_name("openapi.yaml")
 
 
 def load_spec() -> dict:
     return yaml.safe_load(SPEC_PATH.read_text())
+
+
+def validate_response_as_documented(request: Request) -> None:
+    """For a view declared ``openapi=False`` (it checks its input itself, faster): have
+    pyramid_openapi3 check its response all the same, as ``openapi=True`` would, if the settings say so."""
+    request.environ["pyramid_openapi3.enabled"] = True
+    request.environ["pyramid_openapi3.validate_response"] = asbool(
+        request.registry.settings.get("pyramid_openapi3.enable_response_validation", True)
+    )
 
 
 def includeme(config: Configurator) -> None:

@@ -18,6 +18,7 @@ from pyramid.request import Request
 
 from . import csvbody
 from .errors import ApiError
+from .openapi import validate_response_as_documented
 from .request_guard import json_body
 
 JSON_MEDIA_TYPE = "application/json"
@@ -106,7 +107,6 @@ def validated_rows(request: Request, upload: str) -> list[dict[str, Any]]:
     """The rows of an upload view's body (views declared ``openapi=False``; see the module's doc).
 
     Marks the request for pyramid_openapi3's response validation, as ``openapi=True`` would."""
-    request.environ["pyramid_openapi3.enabled"] = True
-    request.environ["pyramid_openapi3.validate_response"] = True
+    validate_response_as_documented(request)
     return request.registry["upload_schemas"][upload].rows(request)
 
