@@ -87,6 +87,17 @@ def wait_for_first_chunk(engine: Any, run_id: int) -> dict[str, Any]:
         time.sleep(0.01)
 
 
+def purge_queues(ini: Path) -> None:
+    from tasks.app import make_celery
+
+    app = make_celery(common.load_settings(ini))
+    try:
+        purged = app.control.purge()
+    finally:
+        app.close()
+    log(f"{NAME}: {purged} queued messages of the cancelled run dropped")
+
+
 def time_planning_statement(engine: Any, size: int) -> float:
     """The planning statement alone, on the same warehouse, rolled back: the boundaries' share of dispatch."""
     from warehouse import ledger, operations
@@ -127,6 +138,9 @@ def run(env: Environment, *, sizes: Sequence[int] = SIZES) -> Result:
                     # The dispatching process publishes every chunk's message, then skips them one by one.
                     finished = api.wait_until_finished(started_run["id"], CANCEL_TIMEOUT, poll_seconds=0.5)
                     peak = max(common.peak_rss_mib(pid) for node in started for pid in common.pool_children(node))
+                # The cancelled run's chunk messages would otherwise still be queued ahead of the next
+                # size's run, each skipped in turn before its planning could start.
+                purge_queues(ini)
                 measured[size] = {
                     "first_chunk": times["first_chunk"].timestamp() - posted_at,
                     "planning_started": times["planning"].timestamp() - posted_at,

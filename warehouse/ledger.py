@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
-from sqlalchemy import ColumnElement, Select, bindparam, case, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, case, func, insert, literal, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
@@ -103,6 +103,10 @@ def plan_run(session: Session, run_id: int) -> list[ChunkBounds] | None:
 
     covered = operation.item_ids(warehouse_id, started_at.date()).subquery()
     plan = _chunk_bounds(covered, chunk_size, run_id)
+    if session.get_bind().dialect.name == "postgresql":
+        # PostgreSQL's JIT compiled this statement for longer than it ran: 0.6-0.7 s of 2.0 s at
+        # 10,000,000 products, all of it before the first chunk can start.
+        session.execute(text("SET LOCAL jit = off"))
     session.execute(
         insert(RunChunk).from_select(
             ["run_id", "seq", "start_id", "end_id", "item_count", "status", "attempts", "items_done", "items_failed"],
