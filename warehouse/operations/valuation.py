@@ -36,12 +36,18 @@ class Valuation(Operation):
         # ...and the summary summed by the database, in the same transaction, so it sees the chunk's
         # writes: one row back rather than one Decimal per product (RETURNING every row cost the
         # worker more CPU than the UPDATE cost the database).
-        self._sum_chunk = select(
+        summary_of = lambda rows: select(  # noqa: E731
             func.count(),
             # ROUND: exact on NUMERIC; on SQLite it drops the float sum's last-digit noise.
-            func.round(func.coalesce(func.sum(Product.stock_value), 0), 2),
-            func.count().filter(Product.needs_reorder),
-        ).where(*products)
+            func.round(func.coalesce(func.sum(rows.c.stock_value), 0), 2),
+            func.count().filter(rows.c.needs_reorder),
+        )
+        self._sum_chunk = summary_of(Product.__table__).where(*products)
+        # On PostgreSQL both in one statement (the UPDATE's RETURNING summed by a SELECT around it):
+        # one round trip, and the chunk's rows are not looked up a second time.
+        self._value_and_sum_chunk = summary_of(
+            self._value_chunk.returning(Product.stock_value, Product.needs_reorder).cte("valued")
+        )
 
     def products_valued(self) -> tuple[ColumnElement[bool], ...]:
         """The products of one chunk, with the chunk as bound parameters (a subclass may narrow it)."""
@@ -55,8 +61,11 @@ class Valuation(Operation):
 
     def process_chunk(self, work: ChunkWork) -> ChunkOutcome:
         chunk = {"b_warehouse_id": work.warehouse_id, "b_start_id": work.start_id, "b_end_id": work.end_id}
-        work.session.execute(self._value_chunk, chunk)
-        done, total, reorder = work.session.execute(self._sum_chunk, chunk).one()
+        if work.session.get_bind().dialect.name == "postgresql":
+            done, total, reorder = work.session.execute(self._value_and_sum_chunk, chunk).one()
+        else:  # SQLite has no UPDATE inside WITH
+            work.session.execute(self._value_chunk, chunk)
+            done, total, reorder = work.session.execute(self._sum_chunk, chunk).one()
         return ChunkOutcome(
             items_done=done,
             # str() first: SQLite hands back a float, whose shortest repr is the two-decimal value.
