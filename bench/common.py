@@ -16,7 +16,6 @@ Set BENCH_KEEP_LOGS=1 to keep the inis and worker logs of a session.
 from __future__ import annotations
 
 import configparser
-import ctypes
 import datetime as dt
 import os
 import platform
@@ -289,19 +288,6 @@ def machine_facts() -> dict[str, str]:
 # --- worker processes -----------------------------------------------------------------------------
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that SIGTERMs the worker if the benchmark process dies without cleaning up
-    (Linux only). libc is loaded here, before the fork, so the child makes one system call before exec."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-    return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 @dataclass
 class WorkerNode:
     name: str  # node name as Celery reports it, e.g. bench1@host
@@ -342,7 +328,7 @@ def _start_node(name: str, ini: Path, log_path: Path, concurrency: int, loglevel
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so stop() reaches the pool children too
-            preexec_fn=_parent_death_signal(),
+            preexec_fn=scratch.parent_death_signal(),
         )
     return WorkerNode(f"{name}@{socket.gethostname()}", process, log_path)
 

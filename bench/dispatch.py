@@ -99,17 +99,19 @@ def purge_queues(ini: Path) -> None:
 
 
 def time_planning_statement(engine: Any, size: int) -> float:
-    """The planning statement alone, on the same warehouse, rolled back: the boundaries' share of dispatch."""
+    """The planning statement alone, as plan_run runs it, on the same warehouse, rolled back: the
+    boundaries' share of dispatch."""
+    from sqlalchemy.orm import Session
+
     from warehouse import ledger, operations
 
-    with engine.connect() as connection:
-        warehouse_id = connection.scalar(text("SELECT id FROM warehouses WHERE code = :c"), {"c": warehouse_code(size)})
+    with Session(engine) as session:
+        warehouse_id = session.scalar(text("SELECT id FROM warehouses WHERE code = :c"), {"c": warehouse_code(size)})
         covered = operations.get("valuation").item_ids(warehouse_id, dt.date.today()).subquery()
-        plan = ledger._chunk_bounds(covered, CHUNK, 0)  # the statement plan_run inserts from
-        connection.execute(text("SET LOCAL jit = off"))  # as plan_run does
+        ledger.without_jit(session)
         with Stopwatch() as watch:
-            rows = connection.execute(plan).all()
-        connection.rollback()
+            rows = session.execute(ledger.chunk_bounds(covered, CHUNK, 0)).all()
+        session.rollback()
     if not rows:
         raise BenchError(f"the planning statement found no chunks in warehouse {warehouse_code(size)}")
     return watch.seconds

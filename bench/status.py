@@ -45,6 +45,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` and the project
 
 from bench import common, valuation
 from bench.common import BenchError, Environment, Result, log
+from warehouse import scratch
 
 NAME = "status endpoint"
 # Enough that the run outlasts the rounds with room to spare: 1,000,000 were 82 % done when they ended at
@@ -152,7 +153,7 @@ def waitress_server(env: Environment, name: str, factory: str, ini: Path, thread
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=common._parent_death_signal(),  # gone with us if we die without cleaning up
+            preexec_fn=scratch.parent_death_signal(),  # gone with us if we die without cleaning up
         )
     try:
         yield Server(name, process, port, log_path)

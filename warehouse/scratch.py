@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import signal
 import socket
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -74,3 +76,23 @@ def claimed_redis_db(host: str, port: int, token: str, avoid: int | None = None)
             # Still ours? Then flush it (a DB someone else took over meanwhile is left alone).
             if client.get(CLAIM_KEY) == token.encode():
                 client.flushdb()
+
+
+def parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that SIGTERMs (a warm shutdown, for a worker) the child if the process that
+    started it dies without cleaning up, so no worker outlives a killed test session or benchmark.
+    Linux only; None elsewhere.
+
+    libc is loaded here, before the fork: the child (possibly forked from a process with threads, e.g.
+    the functional tests' embedded worker) then only makes one system call before exec.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)

@@ -386,25 +386,6 @@ class WorkerProcess:
 _running_workers: list[WorkerProcess] = []
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the worker get SIGTERM (a warm shutdown) if pytest itself is killed,
-    so no worker outlives a session whose finalizers never ran. Linux only; None elsewhere.
-
-    libc is loaded here, before the fork: the child (possibly forked from a process with threads, e.g.
-    the functional tests' embedded worker) then only makes one system call before exec.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-    return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def _worker_environment(ini_file: Path) -> dict[str, str]:
     # The repository root on the path, so that ``warehouse.extra_operations`` can name the tests' probes
     # (tests.integration.probe_operations) whatever the worker's working directory.
@@ -431,7 +412,7 @@ def _start_worker(
         stdout=log_file,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=_parent_death_signal(),
+        preexec_fn=scratch.parent_death_signal(),
     )
     return WorkerProcess(f"{name}@{socket.gethostname()}", process, log_path, log_file)
 

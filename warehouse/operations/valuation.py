@@ -13,6 +13,16 @@ from ..models import Product
 from .base import ChunkOutcome, ChunkWork, Operation
 
 
+def _summary_of(rows: Any) -> Select[Any]:
+    """What a chunk's summary needs of ``rows`` (products, or an UPDATE's RETURNING): one row."""
+    return select(
+        func.count(),
+        # ROUND: exact on NUMERIC; on SQLite it drops the float sum's last-digit noise.
+        func.round(func.coalesce(func.sum(rows.c.stock_value), 0), 2),
+        func.count().filter(rows.c.needs_reorder),
+    )
+
+
 class Valuation(Operation):
     name = "valuation"
     description = "Set each product's stock value and reorder flag; sum the warehouse's stock value."
@@ -36,16 +46,10 @@ class Valuation(Operation):
         # ...and the summary summed by the database, in the same transaction, so it sees the chunk's
         # writes: one row back rather than one Decimal per product (RETURNING every row cost the
         # worker more CPU than the UPDATE cost the database).
-        summary_of = lambda rows: select(  # noqa: E731
-            func.count(),
-            # ROUND: exact on NUMERIC; on SQLite it drops the float sum's last-digit noise.
-            func.round(func.coalesce(func.sum(rows.c.stock_value), 0), 2),
-            func.count().filter(rows.c.needs_reorder),
-        )
-        self._sum_chunk = summary_of(Product.__table__).where(*products)
+        self._sum_chunk = _summary_of(Product.__table__).where(*products)
         # On PostgreSQL both in one statement (the UPDATE's RETURNING summed by a SELECT around it):
         # one round trip, and the chunk's rows are not looked up a second time.
-        self._value_and_sum_chunk = summary_of(
+        self._value_and_sum_chunk = _summary_of(
             self._value_chunk.returning(Product.stock_value, Product.needs_reorder).cte("valued")
         )
 
