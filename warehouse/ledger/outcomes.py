@@ -1,0 +1,119 @@
+"""A claimed chunk's work and its outcome, recorded only while its attempt still holds the claim."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.orm import Session
+
+from .. import operations
+from ..models import ChunkStatus, Run, RunChunk, RunItemFailure
+from ..operations import ChunkOutcome, ChunkWork
+from .claims import ChunkLost, ClaimedChunk
+from .shared import unfinished_chunk, utcnow
+
+
+_FINISH_CHUNK = (
+    update(RunChunk)
+    .where(
+        RunChunk.id == bindparam("b_chunk_id"),
+        RunChunk.status == ChunkStatus.RUNNING,
+        RunChunk.attempts == bindparam("b_attempt"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        items_done=bindparam("b_items_done"),
+        items_failed=bindparam("b_items_failed"),
+        summary=bindparam("b_summary"),
+        finished_at=bindparam("b_now"),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
+def do_chunk(session: Session, claimed: ClaimedChunk, settings: Mapping[str, Any]) -> ChunkOutcome:
+    """Do a claimed chunk's work and record its outcome, in the caller's transaction.
+
+    The session begins its transaction lazily, so an operation that waits on the network before it
+    writes holds no database lock meanwhile.
+    """
+    work = ChunkWork(
+        session=session,
+        run_id=claimed.run_id,
+        warehouse_id=claimed.warehouse_id,
+        start_id=claimed.start_id,
+        end_id=claimed.end_id,
+        settings=settings,
+        planned_on=claimed.planned_on,
+        item_count=claimed.item_count,
+    )
+    outcome = operations.get(claimed.operation).process_chunk(work)
+    status = ChunkStatus.FAILED if outcome.items_failed and not outcome.items_done else ChunkStatus.DONE
+    completed = session.execute(
+        _FINISH_CHUNK,
+        {
+            "b_chunk_id": claimed.id,
+            "b_attempt": claimed.attempt,
+            "b_status": status,
+            "b_items_done": outcome.items_done,
+            "b_items_failed": outcome.items_failed,
+            "b_summary": outcome.summary,
+            "b_now": utcnow(),
+        },
+    )
+    if completed.rowcount != 1:
+        raise ChunkLost(f"run {claimed.run_id} chunk {claimed.start_id}-{claimed.end_id} was taken over")
+    if outcome.failures:
+        session.execute(
+            insert(RunItemFailure),
+            [
+                {"run_id": claimed.run_id, "chunk_id": claimed.id, "item_id": failure.item_id, "error": failure.error[:4000]}
+                for failure in outcome.failures
+            ],
+        )
+    _count_finished_chunk(session, claimed.run_id, status, outcome.items_done, outcome.items_failed)
+    return outcome
+
+
+def fail_chunk(session: Session, run_id: int, start_id: int, error: str) -> bool:
+    """Record that a chunk failed for good; False if it had already finished."""
+    failed = session.execute(
+        update(RunChunk)
+        .where(*unfinished_chunk(run_id, start_id))
+        .values(status=ChunkStatus.FAILED, error=error[:4000], finished_at=utcnow())
+        .returning(RunChunk.item_count)
+    ).one_or_none()
+    if failed is None:
+        return False
+    _count_finished_chunk(session, run_id, ChunkStatus.FAILED, 0, failed.item_count)
+    return True
+
+
+_COUNT_FINISHED_CHUNK = (
+    update(Run)
+    .where(Run.id == bindparam("b_run_id"))
+    .values(
+        chunks_done=Run.chunks_done + bindparam("b_chunks_done"),
+        chunks_failed=Run.chunks_failed + bindparam("b_chunks_failed"),
+        items_done=Run.items_done + bindparam("b_items_done"),
+        items_failed=Run.items_failed + bindparam("b_items_failed"),
+        updated_at=bindparam("b_now"),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
+def _count_finished_chunk(session: Session, run_id: int, status: str, items_done: int, items_failed: int) -> None:
+    done = status == ChunkStatus.DONE
+    session.execute(
+        _COUNT_FINISHED_CHUNK,
+        {
+            "b_run_id": run_id,
+            "b_chunks_done": int(done),
+            "b_chunks_failed": int(not done),
+            "b_items_done": items_done,
+            "b_items_failed": items_failed,
+            "b_now": utcnow(),
+        },
+    )
