@@ -48,11 +48,54 @@ def _parse(value: Any) -> Any:
         return value
 
 
+# A Redis connection that goes silent (a node cut off, a NAT or firewall dropping the flow) must fail
+# within seconds rather than block for ever (redis-py's default): socket timeouts, keepalives, and
+# health checks, which kombu 5.7 also runs on the BRPOP connection a consumer waits on. Celery on
+# Redis has been reported stuck after a reconnect without them (celery#10205, #10302).
+REDIS_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+    "socket_timeout": 15,
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    "health_check_interval": 10,
+    "retry_on_timeout": True,
+}
+REDIS_RESULT_BACKEND_SETTINGS: dict[str, Any] = {
+    "redis_socket_timeout": 15,
+    "redis_socket_connect_timeout": 5,
+    "redis_socket_keepalive": True,
+    "redis_backend_health_check_interval": 10,
+    "redis_retry_on_timeout": True,
+}
+# RabbitMQ: AMQP heartbeats every 10 s, so both ends notice a vanished peer within about 20 s (the
+# broker then gives the dead consumer's unacknowledged messages to others at once).
+AMQP_BROKER_SETTINGS: dict[str, Any] = {"broker_heartbeat": 10}
+# Settings whose value is an object: the ini's keys are added to ours instead of replacing them all.
+MERGED_SETTINGS = ("broker_transport_options", "result_backend_transport_options")
+
+
+def _scheme(url: Any) -> str:
+    return str(url or "").split(":", 1)[0].lower()
+
+
 def celery_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     config = dict(CELERY_DEFAULTS)
-    for key, value in settings.items():
-        if key.startswith("celery.") and key != "celery.embedded_worker" and not key.startswith("celery.embedded_"):
-            config[key.removeprefix("celery.")] = _parse(value)
+    from_ini = {
+        key.removeprefix("celery."): _parse(value)
+        for key, value in settings.items()
+        if key.startswith("celery.") and not key.startswith("celery.embedded_")
+    }
+    broker, backend = _scheme(from_ini.get("broker_url")), _scheme(from_ini.get("result_backend"))
+    if broker in ("redis", "rediss"):
+        config["broker_transport_options"] = {**config["broker_transport_options"], **REDIS_BROKER_TRANSPORT_OPTIONS}
+    elif broker in ("amqp", "amqps", "pyamqp"):
+        config.update(AMQP_BROKER_SETTINGS)
+    if backend in ("redis", "rediss"):
+        config.update(REDIS_RESULT_BACKEND_SETTINGS)
+    for key, value in from_ini.items():
+        if key in MERGED_SETTINGS and isinstance(value, dict):
+            config[key] = {**config.get(key, {}), **value}
+        else:
+            config[key] = value
     return config
 
 
@@ -68,12 +111,14 @@ class WorkerContext:
         self._engine: Engine | None = None
         self._session_factory: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
+        # This process in the ledger's workers table, once it runs tasks (tasks/presence.py).
+        self.presence: Any = None
 
     @property
     def session_factory(self) -> sessionmaker[Session]:
         with self._lock:
             if self._session_factory is None:
-                self._engine = make_engine(self.settings)
+                self._engine = make_engine(self.settings, for_workers=True)
                 self._session_factory = make_session_factory(self._engine)
             return self._session_factory
 
@@ -98,7 +143,7 @@ def _after_fork(**_kwargs: Any) -> None:
 
 
 def make_celery(settings: Mapping[str, Any]) -> Celery:
-    from . import runs
+    from . import presence, runs  # noqa: F401 - presence connects the worker signals that start it
 
     operations.register_from_settings(settings)
     app = Celery("warehouse", set_as_current=False)

@@ -14,6 +14,8 @@ import threading
 from celery import Celery
 from celery.worker import WorkController
 
+from .presence import start_presence, stop_presence
+
 logger = logging.getLogger(__name__)
 
 
@@ -37,8 +39,10 @@ def start_embedded_worker(app: Celery, concurrency: int = 4, hostname: str | Non
     if not ready.wait(timeout=30):
         raise RuntimeError("the embedded Celery worker did not start within 30 seconds")
     logger.info("embedded Celery worker started with %s threads", concurrency)
+    start_presence(app, worker.hostname)
     return worker
 
 
 def stop_embedded_worker(worker: WorkController) -> None:
+    stop_presence(worker.app)
     worker.stop(in_sighandler=False)

@@ -73,14 +73,18 @@ def process_some_products(self: WarehouseTask, run_id: int, start_id: int, end_i
     so results stay small; the counts live in the ledger.
     """
     context = self.context
+    presence = context.presence
+    claimed = None
     try:
         with context.transaction() as session:
-            claimed = ledger.claim_chunk(session, run_id, start_id, self.request.hostname, self.request.id)
+            claimed = ledger.claim_chunk(
+                session, run_id, start_id, self.request.hostname, self.request.id, presence and presence.worker_id
+            )
         if claimed is None:
             logger.info("run %s chunk %s-%s: finished, skipped or held by another task; nothing to do", run_id, start_id, end_id)
             return "skipped"
         with context.transaction() as session:
-            ledger.do_chunk(session, claimed, context.settings)
+            outcome = ledger.do_chunk(session, claimed, context.settings)
     except ledger.ChunkLost:
         logger.warning("run %s chunk %s-%s was taken over; this attempt's work is rolled back", run_id, start_id, end_id)
         return "lost"
@@ -88,8 +92,15 @@ def process_some_products(self: WarehouseTask, run_id: int, start_id: int, end_i
         self.retry_if_transient(error)
         logger.exception("run %s chunk %s-%s failed for good", run_id, start_id, end_id)
         with context.transaction() as session:
-            ledger.fail_chunk(session, run_id, start_id, f"{type(error).__name__}: {error}")
-        return "failed"
+            recorded = ledger.fail_chunk(
+                session, run_id, start_id, f"{type(error).__name__}: {error}",
+                attempt=claimed and claimed.attempt, task_id=self.request.id,
+            )
+        if recorded and presence:
+            presence.count("failed")
+        return "failed" if recorded else "lost"
+    if presence:
+        presence.count("failed" if outcome.items_failed and not outcome.items_done else "done")
     return "done"
 
 

@@ -32,7 +32,14 @@ class ChunkLost(Exception):
     """The chunk was taken over while this task worked on it; its work must be rolled back."""
 
 
-def claim_chunk(session: Session, run_id: int, start_id: int, hostname: str | None, task_id: str | None) -> ClaimedChunk | None:
+def claim_chunk(
+    session: Session,
+    run_id: int,
+    start_id: int,
+    hostname: str | None,
+    task_id: str | None,
+    worker_id: int | None = None,
+) -> ClaimedChunk | None:
     """Mark a chunk running for this task, in a short transaction of its own; None: leave it alone.
 
     The chunk's row is locked while deciding, so two deliveries of one chunk never both claim it.
@@ -44,8 +51,8 @@ def claim_chunk(session: Session, run_id: int, start_id: int, hostname: str | No
     else is decided row by row in ``_claim_or_skip``. Every chunk pays the claim, so its round trips
     count: see docs/benchmarks.md.
     """
-    return _claim_at_once(session, run_id, start_id, hostname, task_id) or _claim_or_skip(
-        session, run_id, start_id, hostname, task_id
+    return _claim_at_once(session, run_id, start_id, hostname, task_id, worker_id) or _claim_or_skip(
+        session, run_id, start_id, hostname, task_id, worker_id
     )
 
 
@@ -83,6 +90,7 @@ _CLAIM_AT_ONCE = (
         status=ChunkStatus.RUNNING,
         attempts=RunChunk.attempts + 1,
         worker_hostname=bindparam("b_hostname"),
+        worker_id=bindparam("b_worker_id"),
         task_id=bindparam("b_task_id"),
         started_at=bindparam("b_now"),
     )
@@ -102,11 +110,20 @@ _CLAIM_AT_ONCE = (
 )
 
 
-def _claim_at_once(session: Session, run_id: int, start_id: int, hostname: str | None, task_id: str | None) -> ClaimedChunk | None:
+def _claim_at_once(
+    session: Session, run_id: int, start_id: int, hostname: str | None, task_id: str | None, worker_id: int | None
+) -> ClaimedChunk | None:
     """Claim a pending chunk (or take over this task's own) of a running run with no failures."""
     claimed = session.execute(
         _CLAIM_AT_ONCE,
-        {"b_run_id": run_id, "b_start_id": start_id, "b_hostname": hostname, "b_task_id": task_id, "b_now": utcnow()},
+        {
+            "b_run_id": run_id,
+            "b_start_id": start_id,
+            "b_hostname": hostname,
+            "b_worker_id": worker_id,
+            "b_task_id": task_id,
+            "b_now": utcnow(),
+        },
     ).one_or_none()
     if claimed is None:
         return None
@@ -124,7 +141,9 @@ def _claim_at_once(session: Session, run_id: int, start_id: int, hostname: str |
     )
 
 
-def _claim_or_skip(session: Session, run_id: int, start_id: int, hostname: str | None, task_id: str | None) -> ClaimedChunk | None:
+def _claim_or_skip(
+    session: Session, run_id: int, start_id: int, hostname: str | None, task_id: str | None, worker_id: int | None
+) -> ClaimedChunk | None:
     """The claim's every other case: the chunk finished or held by another task (None), the run
     cancelling or past its failure threshold (the chunk is skipped), or failures below it (claimed)."""
     chunk = session.execute(
@@ -146,6 +165,7 @@ def _claim_or_skip(session: Session, run_id: int, start_id: int, hostname: str |
     chunk.status = ChunkStatus.RUNNING
     chunk.attempts += 1
     chunk.worker_hostname = hostname
+    chunk.worker_id = worker_id
     chunk.task_id = task_id
     chunk.started_at = utcnow()
     session.flush()

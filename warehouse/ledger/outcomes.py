@@ -11,7 +11,7 @@ from .. import operations
 from ..models import ChunkStatus, Run, RunChunk, RunItemFailure
 from ..operations import ChunkOutcome, ChunkWork
 from .claims import ChunkLost, ClaimedChunk
-from .shared import unfinished_chunk, utcnow
+from .shared import utcnow
 
 
 _FINISH_CHUNK = (
@@ -76,11 +76,25 @@ def do_chunk(session: Session, claimed: ClaimedChunk, settings: Mapping[str, Any
     return outcome
 
 
-def fail_chunk(session: Session, run_id: int, start_id: int, error: str) -> bool:
-    """Record that a chunk failed for good; False if it had already finished."""
+def fail_chunk(
+    session: Session, run_id: int, start_id: int, error: str, attempt: int | None = None, task_id: str | None = None
+) -> bool:
+    """Record that a chunk failed for good; False if it had finished, or is no longer this task's.
+
+    ``attempt`` is the claim the failing task holds; without one (it failed before it could claim),
+    the chunk must be unclaimed or still claimed by this task's message (``task_id``, from an earlier
+    delivery). A task whose chunk was taken over meanwhile (it froze, and its worker was declared
+    dead) must not fail the chunk under its new holder.
+    """
+    running = RunChunk.status == ChunkStatus.RUNNING
+    held = (
+        running & (RunChunk.attempts == attempt)
+        if attempt is not None
+        else (RunChunk.status == ChunkStatus.PENDING) | (running & (RunChunk.task_id == task_id))
+    )
     failed = session.execute(
         update(RunChunk)
-        .where(*unfinished_chunk(run_id, start_id))
+        .where(RunChunk.run_id == run_id, RunChunk.start_id == start_id, held)
         .values(status=ChunkStatus.FAILED, error=error[:4000], finished_at=utcnow())
         .returning(RunChunk.item_count)
     ).one_or_none()

@@ -19,6 +19,7 @@ from .runs import (
     RunItemFailure,
     RunStatus,
 )
+from .workers import WorkerProcess
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
@@ -33,6 +34,7 @@ __all__ = [
     "RunStatus",
     "Shipment",
     "Warehouse",
+    "WorkerProcess",
     "get_tm_session",
 ]
 

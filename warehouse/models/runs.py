@@ -104,6 +104,13 @@ class RunChunk(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "start_id", name="uq_run_chunks_run_id_start_id"),
         Index("ix_run_chunks_run_id_status", "run_id", "status"),
+        # What the sweep asks every few seconds: the running chunks of workers that stopped answering.
+        Index(
+            "ix_run_chunks_running_worker_id",
+            "worker_id",
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
@@ -119,6 +126,9 @@ class RunChunk(Base):
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     worker_hostname: Mapped[str | None] = mapped_column(String(255))
+    # The worker process holding (or that last held) the chunk: when it stops heartbeating, the chunk
+    # is released and sent again.
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id", ondelete="SET NULL"))
     # The Celery task id of the current claim: a redelivery of that same message may take the claim
     # over (its first execution died); any other message must leave a running chunk alone.
     task_id: Mapped[str | None] = mapped_column(String(255))
