@@ -86,3 +86,30 @@ def failed_chunk_json(chunk: RunChunk) -> dict[str, Any]:
         "worker_hostname": chunk.worker_hostname,
         "finished_at": isoformat(chunk.finished_at),
     }
+
+
+def worker_json(worker: Any) -> dict[str, Any]:
+    """A ``ledger.workers.WorkerView`` as GET /api/workers shows it."""
+    return {
+        "id": worker.id,
+        "node": worker.node,
+        "hostname": worker.hostname,
+        "pid": worker.pid,
+        "alive": worker.alive,
+        "started_at": isoformat(worker.started_at),
+        "last_seen_at": isoformat(worker.last_seen_at),
+        "stopped_at": isoformat(worker.stopped_at),
+        "chunks_running": len(worker.running),
+        "chunks_done": worker.chunks_done,
+        "chunks_failed": worker.chunks_failed,
+        "running": [
+            {
+                "run_id": chunk.run_id,
+                "start_id": chunk.start_id,
+                "end_id": chunk.end_id,
+                "attempt": chunk.attempt,
+                "started_at": isoformat(chunk.started_at),
+            }
+            for chunk in worker.running
+        ],
+    }

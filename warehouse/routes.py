@@ -20,6 +20,7 @@ API_ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("api.run.cancel", "/api/runs/{id}/cancel", ("POST",)),
     ("api.run.resume", "/api/runs/{id}/resume", ("POST",)),
     ("api.run.failures", "/api/runs/{id}/failures", ("GET",)),
+    ("api.workers", "/api/workers", ("GET",)),
     ("api.health", "/api/health", ("GET",)),
 ]
 

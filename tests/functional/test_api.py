@@ -511,6 +511,7 @@ ROUTES = [
     ("POST", "/api/runs/{run_id}/cancel", None, "operator"),
     ("POST", "/api/runs/{run_id}/resume", None, "operator"),
     ("GET", "/api/runs/{run_id}/failures", None, "viewer"),
+    ("GET", "/api/workers", None, "viewer"),
 ]
 ROUTE_IDS = [f"{method} {path}" for method, path, _, _ in ROUTES]
 # Routes anyone may call (tested in test_health.py).

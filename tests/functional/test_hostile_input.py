@@ -797,6 +797,24 @@ def test_a_hostile_query_parameter_of_the_failures_list_is_400(
         refused(response, 400, name)
 
 
+WORKER_QUERY_ATTACKS: list[tuple[str, str]] = [
+    *[("alive", value) for value in ["maybe", "1 OR 1=1", SQL_DROP, SCRIPT, "true\u0000", "TRUE ", LONG, ""]],
+    *[(name, value) for name, value in QUERY_ATTACKS if name == "limit" and value != "501"],
+    ("limit", "1001"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), WORKER_QUERY_ATTACKS, ids=[f"{n}={v[:30]!r}" for n, v in WORKER_QUERY_ATTACKS]
+)
+def test_a_hostile_query_parameter_of_the_worker_list_is_400(
+    name: str, value: str, testapp: TestApp, viewer: dict, db: Database, sent: list[Sent]
+) -> None:
+    with unchanged(db, sent):
+        response = send(testapp, "GET", f"/api/workers?{name}={quote(value, safe='')}", headers=viewer)
+        refused(response, 400, name)
+
+
 # --- positive controls: the rules refuse no more than they should ------------------------------------------
 
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import psycopg
@@ -123,6 +124,18 @@ formatter = generic
 [formatter_generic]
 format = %(asctime)s %(levelname)-5.5s [%(name)s][%(threadName)s] %(message)s
 """
+
+
+# Taken while this module is being imported: every conftest is imported under the name "conftest",
+# so sys.modules[__name__] names whichever was imported last by the time a fixture runs.
+_THIS_MODULE = sys.modules[__name__]
+
+
+@pytest.fixture(scope="session")
+def harness() -> ModuleType:
+    """This conftest as pytest loaded it, for test modules that need its helpers (``write_ini``,
+    ``WorkerStarter``, ``Api``, ...): one copy of them, so that failure reports carry every worker's log."""
+    return _THIS_MODULE
 
 
 # --- services -----------------------------------------------------------------------------------
@@ -394,11 +407,18 @@ def _worker_environment(ini_file: Path) -> dict[str, str]:
 
 
 def _start_worker(
-    name: str, ini_file: Path, log_dir: Path, queues: list[str] | None = None, concurrency: int = 2
+    name: str,
+    ini_file: Path,
+    log_dir: Path,
+    queues: list[str] | None = None,
+    concurrency: int = 2,
+    host_prefix: list[str] | None = None,
 ) -> WorkerProcess:
+    """A ``celery worker`` node; ``host_prefix`` runs it elsewhere (``ip netns exec NODE``)."""
     log_path = log_dir / f"{name}.log"
     log_file = log_path.open("wb")
     command = [
+        *(host_prefix or []),
         sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO", f"--concurrency={concurrency}",
         "--pool=prefork", "-n", f"{name}@%h", "--without-mingle", "--without-gossip",
     ]
@@ -450,13 +470,16 @@ class WorkerStarter:
         ini_file: Path | None = None,
         queues: list[str] | None = None,
         concurrency: int = 2,
+        host_prefixes: dict[str, list[str]] | None = None,
     ) -> list[WorkerProcess]:
         """Start workers with these node names (``w3`` becomes ``w3@host``) on ``ini_file`` (the
-        session's by default), consuming ``queues`` (the ini's default queue if None)."""
+        session's by default), consuming ``queues`` (the ini's default queue if None); a name in
+        ``host_prefixes`` runs behind that prefix (see ``_start_worker``)."""
         batch = []
         try:
             for name in names:
-                worker = _start_worker(name, ini_file or self.default_ini, self.log_dir, queues, concurrency)
+                prefix = (host_prefixes or {}).get(name)
+                worker = _start_worker(name, ini_file or self.default_ini, self.log_dir, queues, concurrency, prefix)
                 batch.append(worker)
                 self.started.append(worker)
                 _running_workers.append(worker)

@@ -27,3 +27,20 @@ class SlowValuation(Valuation):
     def process_chunk(self, work: ChunkWork) -> ChunkOutcome:
         time.sleep(float(work.settings.get(CHUNK_DELAY_SETTING, "0.2")))
         return super().process_chunk(work)
+
+
+HOLD_SETTING = "warehouse.test.hold_seconds"
+
+
+class HoldingValuation(Valuation):
+    """The valuation, pausing after its writes and before its commit: for that while the chunk's
+    products are locked by a transaction that sends nothing, as a node frozen between its writes and
+    its commit leaves them. Whoever redoes the chunk must not wait on those locks for long."""
+
+    name = "holding_valuation"
+    description = "The valuation, holding its row locks for a while before committing (integration tests only)."
+
+    def process_chunk(self, work: ChunkWork) -> ChunkOutcome:
+        outcome = super().process_chunk(work)
+        time.sleep(float(work.settings.get(HOLD_SETTING, "0.3")))
+        return outcome

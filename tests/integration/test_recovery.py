@@ -62,17 +62,6 @@ FINISHED_SUCCEEDED = re.compile(r"Task processFinished\[[0-9a-f-]+\] succeeded")
 
 
 @pytest.fixture(scope="module")
-def harness(request: pytest.FixtureRequest) -> ModuleType:
-    """tests/integration/conftest.py as pytest loaded it, for its helpers (``write_ini``, ``WorkerStarter``,
-    ``Api``, ...): one copy of them, so its failure report carries these tests' worker logs too."""
-    path = Path(__file__).with_name("conftest.py").resolve()
-    for plugin in request.config.pluginmanager.get_plugins():
-        if isinstance(plugin, ModuleType) and Path(getattr(plugin, "__file__", "") or "").resolve() == path:
-            return plugin
-    raise RuntimeError(f"{path} is not loaded as a conftest")
-
-
-@pytest.fixture(scope="module")
 def own_redis_url(harness: ModuleType, redis_url: str) -> Iterator[str]:
     """An empty Redis DB number of this module's own on the session's server (not the session's),
     claimed atomically as the session claims its own, and emptied at the end."""

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -38,9 +38,12 @@ class StubServer:
 
 
 @contextmanager
-def serve_stub(*options: str) -> Iterator[StubServer]:
-    """Start ``warehouse-carrier-stub --port 0 OPTIONS...`` and yield it once it listens; stop it after."""
-    command = [sys.executable, "-m", "warehouse.scripts.carrier_stub", "--port", "0", *options]
+def serve_stub(*options: str, host_prefix: Sequence[str] = ()) -> Iterator[StubServer]:
+    """Start ``warehouse-carrier-stub --port 0 OPTIONS...`` and yield it once it listens; stop it after.
+
+    ``host_prefix`` runs it elsewhere: ``ip netns exec NAMESPACE`` (give ``--host`` an address there).
+    """
+    command = [*host_prefix, sys.executable, "-m", "warehouse.scripts.carrier_stub", "--port", "0", *options]
     # stderr goes to ours: a stub that fails says why where the test or benchmark reports it.
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         try:

@@ -157,6 +157,15 @@ def live_worker_count(session: Session, dead_before: dt.datetime) -> int:
 
 
 @dataclass(frozen=True)
+class HeldChunk:
+    run_id: int
+    start_id: int
+    end_id: int
+    attempt: int
+    started_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
 class WorkerView:
     id: int
     node: str
@@ -166,13 +175,13 @@ class WorkerView:
     last_seen_at: dt.datetime
     stopped_at: dt.datetime | None
     alive: bool
-    chunks_running: int
+    running: list[HeldChunk]
     chunks_done: int
     chunks_failed: int
 
 
 def list_workers(session: Session, dead_before: dt.datetime, limit: int, alive: bool | None = None) -> list[WorkerView]:
-    """Worker processes, the live ones first, then the most recently seen; with their running chunks."""
+    """Worker processes, the live ones first, then the most recently seen; with the chunks each holds."""
     is_alive = alive_condition(dead_before)
     query = select(WorkerProcess, is_alive.label("alive"))
     if alive is not None:
@@ -180,14 +189,15 @@ def list_workers(session: Session, dead_before: dt.datetime, limit: int, alive: 
     rows = session.execute(
         query.order_by(is_alive.desc(), WorkerProcess.last_seen_at.desc(), WorkerProcess.id.desc()).limit(limit)
     ).all()
+    held: dict[int, list[HeldChunk]] = defaultdict(list)
     ids = [worker.id for worker, _ in rows]
-    running = dict(
-        session.execute(
-            select(RunChunk.worker_id, func.count())
+    if ids:
+        for worker_id, *chunk in session.execute(
+            select(RunChunk.worker_id, RunChunk.run_id, RunChunk.start_id, RunChunk.end_id, RunChunk.attempts, RunChunk.started_at)
             .where(RunChunk.worker_id.in_(ids), RunChunk.status == ChunkStatus.RUNNING)
-            .group_by(RunChunk.worker_id)
-        ).all()
-    ) if ids else {}
+            .order_by(RunChunk.run_id, RunChunk.start_id)
+        ):
+            held[worker_id].append(HeldChunk(*chunk))
     return [
         WorkerView(
             id=worker.id,
@@ -198,7 +208,7 @@ def list_workers(session: Session, dead_before: dt.datetime, limit: int, alive: 
             last_seen_at=worker.last_seen_at,
             stopped_at=worker.stopped_at,
             alive=bool(is_live),
-            chunks_running=running.get(worker.id, 0),
+            running=held.get(worker.id, []),
             chunks_done=worker.chunks_done,
             chunks_failed=worker.chunks_failed,
         )
