@@ -413,8 +413,10 @@ def _start_worker(
     queues: list[str] | None = None,
     concurrency: int = 2,
     host_prefix: list[str] | None = None,
+    extra_args: list[str] | None = None,
 ) -> WorkerProcess:
-    """A ``celery worker`` node; ``host_prefix`` runs it elsewhere (``ip netns exec NODE``)."""
+    """A ``celery worker`` node; ``host_prefix`` runs it elsewhere (``ip netns exec NODE``);
+    ``extra_args`` are more options of ``celery worker``."""
     log_path = log_dir / f"{name}.log"
     log_file = log_path.open("wb")
     command = [
@@ -424,6 +426,7 @@ def _start_worker(
     ]
     if queues:
         command += ["-Q", ",".join(queues)]
+    command += extra_args or []
     process = subprocess.Popen(
         command,
         cwd=REPO_ROOT,
@@ -471,15 +474,20 @@ class WorkerStarter:
         queues: list[str] | None = None,
         concurrency: int = 2,
         host_prefixes: dict[str, list[str]] | None = None,
+        extra_args: dict[str, list[str]] | None = None,
     ) -> list[WorkerProcess]:
         """Start workers with these node names (``w3`` becomes ``w3@host``) on ``ini_file`` (the
         session's by default), consuming ``queues`` (the ini's default queue if None); a name in
-        ``host_prefixes`` runs behind that prefix (see ``_start_worker``)."""
+        ``host_prefixes`` runs behind that prefix, one in ``extra_args`` gets those options too (see
+        ``_start_worker``)."""
         batch = []
         try:
             for name in names:
                 prefix = (host_prefixes or {}).get(name)
-                worker = _start_worker(name, ini_file or self.default_ini, self.log_dir, queues, concurrency, prefix)
+                worker = _start_worker(
+                    name, ini_file or self.default_ini, self.log_dir, queues, concurrency, prefix,
+                    (extra_args or {}).get(name),
+                )
                 batch.append(worker)
                 self.started.append(worker)
                 _running_workers.append(worker)

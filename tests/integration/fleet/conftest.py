@@ -63,13 +63,15 @@ class Fleet:
     def node(self, name: str) -> Node:
         return self.network.nodes[name]
 
-    def start_nodes(self, names: list[str], concurrency: int = 2) -> list[Any]:
-        """A ``celery worker`` on each named node (its own namespace), and wait until all answer."""
+    def start_nodes(self, names: list[str], concurrency: int = 2, extra_args: dict[str, list[str]] | None = None) -> list[Any]:
+        """A ``celery worker`` on each named node (its own namespace), and wait until all answer;
+        ``extra_args``: more ``celery worker`` options, by node name."""
         started = self.starter(
             names,
             ini_file=self.ini_file,
             concurrency=concurrency,
             host_prefixes={name: self.node(name).exec_prefix() for name in names},
+            extra_args=extra_args,
         )
         self.workers.update(zip(names, started))
         return started
