@@ -38,7 +38,7 @@ import pytest
 import redis
 from celery import Celery
 from pyramid.paster import get_appsettings
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from webtest import TestApp
 
 from warehouse import scratch
@@ -703,8 +703,10 @@ def wait_until_idle(control_app: Celery, redis_url: str, workers: list[WorkerPro
 @dataclass
 class Lane:
     """What a test that kills or restarts things runs on, so that the session's w1 and w2 never see
-    its tasks: a queue of its own (``celery.task_default_queue``, so chunks, retries and the chord's
-    callback all stay on it), its own ini (same database and Redis DB), web app and workers."""
+    its tasks: a database of its own (every worker sweeps its database for the chunks of dead
+    workers, and must find only its own fleet's there), a queue of its own
+    (``celery.task_default_queue``, so chunks, retries and the chord's callback all stay on it), its
+    own ini (the session's Redis DB), web app and workers."""
 
     queue: str
     ini_file: Path
@@ -713,6 +715,7 @@ class Lane:
     workers: list[WorkerProcess]
     control_app: Celery
     redis_url: str
+    engine: Engine
 
     def wait_until_idle(self, timeout: float) -> None:
         _wait_until_idle(self.control_app, self.redis_url, self.workers, timeout, queue=self.queue)
@@ -720,27 +723,28 @@ class Lane:
 
 @pytest.fixture
 def make_lane(
-    database_url: str,
     redis_url: str,
     settings: dict[str, Any],
-    engine: Engine,
     control_app: Celery,
     start_workers: WorkerStarter,
+    postgresql_lock: PostgresqlLock,
     tmp_path: Path,
 ) -> Iterator[Callable[..., Lane]]:
     """``make_lane(name, workers=["r1"], concurrency=2, settings={...})``: a ``Lane`` for this test,
     with ``settings`` added to its ini. When the test ends its workers are stopped, its queue is
-    deleted, and the runs started through it that are still active (the test failed halfway) are
-    marked cancelled, so that no reconciler of a later test picks them up."""
-    web_apps = ExitStack()
+    deleted and its database dropped."""
+    from warehouse.db import make_engine
+    from warehouse.migrate import upgrade
+
+    resources = ExitStack()
     queues: list[str] = []
-    apis: list[Api] = []
 
     def make(
         name: str, workers: list[str], concurrency: int = 2, settings: dict[str, str] | None = None
     ) -> Lane:
         queue = f"q_{name}_{secrets.token_hex(3)}"
         queues.append(queue)
+        database_url = resources.enter_context(scratch.throwaway_database(PG_HOST, PG_PORT, PG_USER, "warehouse_lane"))
         ini = write_ini(
             tmp_path / f"{name}.ini",
             database_url,
@@ -748,31 +752,26 @@ def make_lane(
             {"celery.task_default_queue": queue, **(settings or {})},
         )
         lane_settings = load_ini_settings(ini)
-        api = Api(web_apps.enter_context(_web_app(lane_settings)))
-        apis.append(api)
+        upgrade(lane_settings)
+        engine = make_engine(lane_settings)
+        resources.callback(engine.dispose)
+        api = Api(resources.enter_context(_web_app(lane_settings)))
         started = start_workers(workers, ini_file=ini, queues=[queue], concurrency=concurrency)
-        return Lane(queue, ini, lane_settings, api, started, control_app, redis_url)
+        return Lane(queue, ini, lane_settings, api, started, control_app, redis_url, engine)
 
     try:
         yield make
     finally:
-        web_apps.close()
+        # Workers first (start_workers' own teardown runs after this one): stop them before their
+        # database is dropped under them.
+        start_workers.stop_all()
+        resources.close()
         client = redis.Redis.from_url(redis_url)
         try:
             if queues:
                 client.delete(*queues)
         finally:
             client.close()
-        run_ids = [run_id for api in apis for run_id in api.started_run_ids]
-        if run_ids:
-            with engine.begin() as connection:
-                connection.execute(
-                    text(
-                        "UPDATE runs SET status = 'cancelled', finished_at = now()"
-                        " WHERE id = ANY(:ids) AND status IN ('pending', 'running', 'cancelling')"
-                    ),
-                    {"ids": run_ids},
-                )
 
 
 # --- PostgreSQL going away -------------------------------------------------------------------------

@@ -40,8 +40,9 @@ RETRY_LOGGED = re.compile(r"Task processSomeProducts\[[0-9a-f-]+\] retry: Retry 
 
 
 @pytest.mark.timeout(180, method="signal")
-def test_a_run_survives_postgresql_restarting_in_its_middle(postgresql_stopped, make_lane, engine: Engine) -> None:
+def test_a_run_survives_postgresql_restarting_in_its_middle(postgresql_stopped, make_lane) -> None:
     lane = make_lane("pg-restart", workers=["r1", "r2"])
+    engine = lane.engine
     seed(engine, "it-pg-restart", products=20_000, shipments=0)
     log_offsets = {worker.name: worker.log_size() for worker in lane.workers}
 
@@ -170,13 +171,14 @@ def database_now(engine: Engine) -> Any:
 
 
 @pytest.mark.timeout(120, method="signal")
-def test_a_chunk_whose_pool_child_is_killed_is_redelivered_at_once_and_taken_over(make_lane, engine: Engine) -> None:
+def test_a_chunk_whose_pool_child_is_killed_is_redelivered_at_once_and_taken_over(make_lane) -> None:
     lane = make_lane(
         "child-kill",
         workers=["k1"],
         concurrency=2,
         settings={"warehouse.test.chunk_delay_seconds": str(CHILD_KILL_CHUNK_DELAY)},
     )
+    engine = lane.engine
     (worker,) = lane.workers
     seed(engine, "it-child-kill", products=1_500, shipments=0)
 

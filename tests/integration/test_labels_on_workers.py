@@ -3,7 +3,7 @@ labelled exactly once, under faults, through a node killed outright, and never m
 than ``warehouse.carrier_max_in_flight`` however many nodes share it.
 
 Each test gets a stub of its own (a fresh port, so fresh counters and a shared limit of its own in
-Redis), a warehouse of its own and a lane of its own (queue, ini, web app, workers).
+Redis), a warehouse of its own and a lane of its own (database, queue, ini, web app, workers).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.integration.checks import chunk_rows, warehouse_id
-from tests.integration.nodes import freeze_holding_a_chunk, kill_node, process_children, reconcile_until_finished
+from tests.integration.nodes import freeze_holding_a_chunk, kill_node, process_children
 from warehouse.carrier.served import StubServer, serve_stub
 from warehouse.operations.shipping_labels import WINDOW_DAYS
 from warehouse.scripts.seed import seed
@@ -26,17 +26,12 @@ OPERATION = "shipping_labels"
 RUN_TIMEOUT = 180.0
 
 
-@pytest.fixture
-def new_warehouse(engine: Engine) -> Callable[[int], str]:
-    """``new_warehouse(shipments)``: a warehouse of this test's own with that many shipments, a third of
-    them due in the window (the seed spreads the due ones evenly over the ids)."""
-
-    def make(shipments: int) -> str:
-        code = f"it-labels-{secrets.token_hex(4)}"
-        seed(engine, code, products=0, shipments=shipments)
-        return code
-
-    return make
+def new_warehouse(engine: Engine, shipments: int) -> str:
+    """A warehouse with that many shipments, a third of them due in the window (the seed spreads
+    the due ones evenly over the ids); its code."""
+    code = f"it-labels-{secrets.token_hex(4)}"
+    seed(engine, code, products=0, shipments=shipments)
+    return code
 
 
 @pytest.fixture
@@ -114,15 +109,16 @@ def assert_labelled_once(before: dict[int, dict[str, Any]], after: dict[int, dic
 
 
 @pytest.mark.timeout(240)
-def test_every_due_unlabelled_shipment_gets_exactly_one_label(make_lane, new_warehouse, engine: Engine, stub) -> None:
-    code = new_warehouse(1_200)  # 400 due
-    pre_labelled = label_some_already(engine, code, every=10)
-    before = shipments(engine, code)
-    to_label = {id_ for id_, row in before.items() if row["due"] and row["label_id"] is None}
-    assert len(to_label) == 360 and len(pre_labelled) == 40
-
+def test_every_due_unlabelled_shipment_gets_exactly_one_label(make_lane, stub) -> None:
     with stub("--latency-ms", "20", "--max-in-flight", "50") as carrier:
         lane = make_lane("labels", workers=["lb1", "lb2"], settings=carrier_settings(carrier, 20))
+        engine = lane.engine
+        code = new_warehouse(engine, 1_200)  # 400 due
+        pre_labelled = label_some_already(engine, code, every=10)
+        before = shipments(engine, code)
+        to_label = {id_ for id_, row in before.items() if row["due"] and row["label_id"] is None}
+        assert len(to_label) == 360 and len(pre_labelled) == 40
+
         run = lane.api.wait_until_finished(lane.api.start_run(code, OPERATION, chunk_size=50)["id"], RUN_TIMEOUT)
 
         assert run["status"] == "succeeded", run
@@ -144,12 +140,7 @@ def test_every_due_unlabelled_shipment_gets_exactly_one_label(make_lane, new_war
 
 
 @pytest.mark.timeout(300)
-def test_under_faults_every_shipment_ends_labelled_once_or_failed_with_a_reason(
-    make_lane, new_warehouse, engine: Engine, stub
-) -> None:
-    code = new_warehouse(600)  # 200 due
-    before = shipments(engine, code)
-    to_label = {id_ for id_, row in before.items() if row["due"]}
+def test_under_faults_every_shipment_ends_labelled_once_or_failed_with_a_reason(make_lane, stub) -> None:
     faults = [
         "--fail-rate", "0.2", "--rate-limited-rate", "0.1", "--retry-after", "1",
         # One call in 20 takes 1.5 s; the client gives up after 0.5 s (the carrier still sells the label).
@@ -158,6 +149,10 @@ def test_under_faults_every_shipment_ends_labelled_once_or_failed_with_a_reason(
     with stub("--latency-ms", "20", "--max-in-flight", "50", *faults) as carrier:
         settings = carrier_settings(carrier, 20, **{"warehouse.carrier_timeout_seconds": "0.5"})
         lane = make_lane("labels-faults", workers=["lf1", "lf2"], settings=settings)
+        engine = lane.engine
+        code = new_warehouse(engine, 600)  # 200 due
+        before = shipments(engine, code)
+        to_label = {id_ for id_, row in before.items() if row["due"]}
         started = lane.api.start_run(code, OPERATION, chunk_size=50, tolerated_failure_percent=100)
         run = lane.api.wait_until_finished(started["id"], RUN_TIMEOUT)
         stats = carrier.stats()
@@ -182,29 +177,22 @@ def test_under_faults_every_shipment_ends_labelled_once_or_failed_with_a_reason(
 
 
 @pytest.mark.timeout(300, method="signal")
-def test_a_node_killed_mid_run_buys_no_label_twice(
-    make_lane, start_workers, new_warehouse, engine: Engine, stub
-) -> None:
-    code = new_warehouse(3_000)  # 1,000 due
-    before = shipments(engine, code)
-    to_label = {id_ for id_, row in before.items() if row["due"]}
+def test_a_node_killed_mid_run_buys_no_label_twice(make_lane, stub) -> None:
     with stub("--latency-ms", "100", "--max-in-flight", "50") as carrier:
-        settings = carrier_settings(
-            carrier,
-            20,
-            **{"warehouse.reconcile_stale_after_seconds": "5", "warehouse.reconcile_pending_after_seconds": "0"},
-        )
-        lane = make_lane("labels-kill", workers=["lk-victim", "lk-survivor"], settings=settings)
+        lane = make_lane("labels-kill", workers=["lk-victim", "lk-survivor"], settings=carrier_settings(carrier, 20))
+        engine = lane.engine
+        code = new_warehouse(engine, 3_000)  # 1,000 due
+        before = shipments(engine, code)
+        to_label = {id_ for id_, row in before.items() if row["due"]}
         victim = lane.workers[0]
         run_id = lane.api.start_run(code, OPERATION, chunk_size=50)["id"]
         lane.api.wait_for(run_id, lambda run: run["chunks"]["done"] >= 3, timeout=60, what="3 chunks done")
         held = freeze_holding_a_chunk(engine, run_id, victim, timeout=30)
         kill_node(victim, process_children(victim.process.pid))
 
-        # Its unacknowledged messages wait out the visibility timeout: the reconciler brings them back.
+        # Nobody reconciles: the survivor's sweep finds the victim silent, and sends its chunks again.
         # Its carrier slots come back when their leases run out.
-        start_workers(["lk-fresh"], ini_file=lane.ini_file, queues=[lane.queue])
-        run, _ = reconcile_until_finished(lane.api, lane.ini_file, run_id, timeout=RUN_TIMEOUT)
+        run = lane.api.wait_until_finished(run_id, RUN_TIMEOUT)
         stats = carrier.stats()
 
     assert run["status"] == "succeeded", run
@@ -220,12 +208,13 @@ def test_a_node_killed_mid_run_buys_no_label_twice(
 
 
 @pytest.mark.timeout(240)
-def test_calls_in_flight_never_exceed_the_cap_across_two_nodes(make_lane, new_warehouse, engine: Engine, stub) -> None:
-    code = new_warehouse(900)  # 300 due
+def test_calls_in_flight_never_exceed_the_cap_across_two_nodes(make_lane, stub) -> None:
     # The stub admits everything (no cap of its own), so its peak is exactly what the workers sent.
     with stub("--latency-ms", "50", "--max-in-flight", "0") as carrier:
         # Two nodes of two pool children, each with 10 threads for carrier calls: 40 would-be callers.
         lane = make_lane("labels-cap", workers=["lc1", "lc2"], settings=carrier_settings(carrier, 10))
+        engine = lane.engine
+        code = new_warehouse(engine, 900)  # 300 due
         run = lane.api.wait_until_finished(lane.api.start_run(code, OPERATION, chunk_size=25)["id"], RUN_TIMEOUT)
         stats = carrier.stats()
 

@@ -5,9 +5,9 @@ with the ledger and the products exactly right; where the broker lost messages, 
 
 These tests kill worker nodes and empty Redis, so they run on a Redis database number of their own
 (claimed from the same server the way the session claims its own, and emptied at the end), with their
-own queue, ini, web app and workers: the session's w1 and w2, and any other test's tasks, never meet
-theirs. Only the session's PostgreSQL database is shared; every test works on warehouses of its own,
-and the reconciler's decisions are only ever checked for this module's runs.
+own database, queue, ini, web app and workers: the session's w1 and w2, and any other test's tasks,
+never meet theirs. Every test works on warehouses of its own, and the reconciler's decisions are only
+ever checked for this module's runs.
 """
 
 from __future__ import annotations
@@ -113,14 +113,38 @@ def lane_settings(queue: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def own_database_url(harness: ModuleType, postgresql_lock: Any) -> Iterator[str]:
+    """A database of this module's own, migrated to head: workers sweep their database for the
+    chunks of dead workers, and must find only this module's there."""
+    from warehouse.migrate import upgrade
+
+    with scratch.throwaway_database(harness.PG_HOST, harness.PG_PORT, harness.PG_USER, "warehouse_recovery") as url:
+        upgrade({"sqlalchemy.url": url})
+        yield url
+
+
+@pytest.fixture(scope="module")
+def engine(own_database_url: str) -> Iterator[Engine]:
+    """This module's database (it stands in for the session's ``engine`` in these tests)."""
+    from warehouse.db import make_engine
+
+    engine = make_engine({"sqlalchemy.url": own_database_url})
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
 def recovery(
     harness: ModuleType,
-    database_url: str,
+    own_database_url: str,
     own_redis_url: str,
-    settings: dict[str, Any],  # the session's: the database migrated to head
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Recovery]:
     from tasks.app import make_celery
+
+    database_url = own_database_url
 
     queue = f"recovery_{secrets.token_hex(3)}"
     ini_file = harness.write_ini(
