@@ -84,6 +84,10 @@ def make_settings(database: Path, **overrides: Any) -> dict[str, Any]:
         "celery.worker_prefetch_multiplier": "8",
         "celery.broker_transport_options": '{"polling_interval": 0.05}',
         "warehouse.tokens": f"operator:{OPERATOR_TOKEN} viewer:{VIEWER_TOKEN}",
+        # Tests write runs straight into the ledger, in states a sweep would act on (quiet, pending
+        # chunks): the session's embedded worker must not. The sweep has tests of its own
+        # (tests/unit/test_sweep.py, and the fleet tests on real workers).
+        "warehouse.worker_sweep": "false",
     }
     settings.update(overrides)
     return settings
