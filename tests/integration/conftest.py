@@ -79,7 +79,7 @@ sqlalchemy.pool_size = 10
 sqlalchemy.max_overflow = 10
 sqlalchemy.pool_pre_ping = true
 
-celery.broker_url = {redis_url}
+celery.broker_url = {broker_url}
 celery.result_backend = {redis_url}
 celery.broker_transport_options = {{"visibility_timeout": 14400}}
 celery.worker_prefetch_multiplier = 1
@@ -289,14 +289,22 @@ TUNABLE_SETTINGS = {
 }
 
 
-def write_ini(path: Path, database_url: str, redis_url: str, extra_settings: dict[str, str] | None = None) -> Path:
+def write_ini(
+    path: Path,
+    database_url: str,
+    redis_url: str,
+    extra_settings: dict[str, str] | None = None,
+    broker_url: str | None = None,
+) -> Path:
     """Write the integration ini to ``path``, with ``extra_settings`` added to ``TUNABLE_SETTINGS``
-    (an ini section cannot name a setting twice, so the template's fixed settings cannot be changed)."""
+    (an ini section cannot name a setting twice, so the template's fixed settings cannot be changed).
+    The broker is ``redis_url`` too unless ``broker_url`` names another (RabbitMQ)."""
     tunable = {**TUNABLE_SETTINGS, **(extra_settings or {})}
     path.write_text(
         INI_TEMPLATE.format(
             database_url=database_url,
             redis_url=redis_url,
+            broker_url=broker_url or redis_url,
             operator_token=OPERATOR_TOKEN,
             viewer_token=VIEWER_TOKEN,
             tunable_settings="".join(f"{key} = {value}\n" for key, value in tunable.items()),
@@ -475,6 +483,7 @@ class WorkerStarter:
         concurrency: int = 2,
         host_prefixes: dict[str, list[str]] | None = None,
         extra_args: dict[str, list[str]] | None = None,
+        control_app: Celery | None = None,
     ) -> list[WorkerProcess]:
         """Start workers with these node names (``w3`` becomes ``w3@host``) on ``ini_file`` (the
         session's by default), consuming ``queues`` (the ini's default queue if None); a name in
@@ -491,7 +500,7 @@ class WorkerStarter:
                 batch.append(worker)
                 self.started.append(worker)
                 _running_workers.append(worker)
-            _wait_until_ready(self.control_app, batch)
+            _wait_until_ready(control_app or self.control_app, batch)
         except BaseException:
             # Startup failed: say where the logs are; stop_all() still stops everything.
             print(f"worker logs in {self.log_dir}", file=sys.stderr)
@@ -740,7 +749,11 @@ def make_lane(
     queues: list[str] = []
 
     def make(
-        name: str, workers: list[str], concurrency: int = 2, settings: dict[str, str] | None = None
+        name: str,
+        workers: list[str],
+        concurrency: int = 2,
+        settings: dict[str, str] | None = None,
+        broker_url: str | None = None,
     ) -> Lane:
         queue = f"q_{name}_{secrets.token_hex(3)}"
         queues.append(queue)
@@ -750,14 +763,21 @@ def make_lane(
             database_url,
             redis_url,
             {"celery.task_default_queue": queue, **(settings or {})},
+            broker_url=broker_url,
         )
         lane_settings = load_ini_settings(ini)
         upgrade(lane_settings)
         engine = make_engine(lane_settings)
         resources.callback(engine.dispose)
         api = Api(resources.enter_context(_web_app(lane_settings)))
-        started = start_workers(workers, ini_file=ini, queues=[queue], concurrency=concurrency)
-        return Lane(queue, ini, lane_settings, api, started, control_app, redis_url, engine)
+        lane_control = control_app
+        if broker_url:  # workers on another broker answer pings there
+            from tasks.app import make_celery
+
+            lane_control = make_celery(lane_settings)
+            resources.callback(lane_control.close)
+        started = start_workers(workers, ini_file=ini, queues=[queue], concurrency=concurrency, control_app=lane_control)
+        return Lane(queue, ini, lane_settings, api, started, lane_control, redis_url, engine)
 
     try:
         yield make
@@ -772,6 +792,44 @@ def make_lane(
                 client.delete(*queues)
         finally:
             client.close()
+
+
+# --- RabbitMQ -------------------------------------------------------------------------------------
+
+RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
+START_RABBITMQ = ["rabbitmq-server", "-detached"]
+
+
+def _rabbitmq_error() -> str | None:
+    from kombu import Connection
+
+    try:
+        with Connection(f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}//", connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1)
+        return None
+    except Exception as error:  # noqa: BLE001
+        return f"{type(error).__name__}: {error}".strip()
+
+
+def _rabbitmqctl(*args: str) -> None:
+    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"`rabbitmqctl {' '.join(args)}` exited {done.returncode}: {done.stderr.strip()}")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """The machine's RabbitMQ, on a vhost of this session's own (deleted at the end, queues and all)."""
+    problem = _ensure_service(f"RabbitMQ at {RABBITMQ_HOST}:{RABBITMQ_PORT}", _rabbitmq_error, START_RABBITMQ)
+    if problem:
+        _unavailable(problem)
+    vhost = f"warehouse_it_{secrets.token_hex(4)}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
 
 
 # --- PostgreSQL going away -------------------------------------------------------------------------
