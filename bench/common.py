@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,8 +312,12 @@ class WorkerNode:
         self.process.wait(timeout=WORKER_STOP_TIMEOUT)
 
 
-def _start_node(name: str, ini: Path, log_path: Path, concurrency: int, loglevel: str) -> WorkerNode:
+def _start_node(
+    name: str, ini: Path, log_path: Path, concurrency: int, loglevel: str, host_prefix: Sequence[str] = ()
+) -> WorkerNode:
+    """A ``celery worker`` node; ``host_prefix`` runs it elsewhere (``ip netns exec NODE``)."""
     command = [
+        *host_prefix,
         sys.executable, "-m", "celery", "-A", "tasks", "worker", f"--loglevel={loglevel}",
         "--pool=prefork", f"--concurrency={concurrency}", "-n", f"{name}@%h", "--without-mingle", "--without-gossip",
     ]
@@ -355,15 +359,24 @@ def _wait_until_ready(settings: Mapping[str, Any], nodes: list[WorkerNode]) -> N
 
 @contextmanager
 def workers(
-    env: Environment, ini: Path, *, nodes: int = 1, concurrency: int = 2, prefix: str = "bench", loglevel: str = "INFO"
+    env: Environment,
+    ini: Path,
+    *,
+    nodes: int = 1,
+    concurrency: int = 2,
+    prefix: str = "bench",
+    loglevel: str = "INFO",
+    host_prefixes: Sequence[Sequence[str]] = (),
 ) -> Iterator[list[WorkerNode]]:
     """``nodes`` worker nodes of ``concurrency`` prefork children each, ready (they answered a ping)
-    when this yields; all stopped afterwards, however the block ends. Logs go to the work directory."""
+    when this yields; all stopped afterwards, however the block ends. Logs go to the work directory.
+    Node ``i`` runs behind ``host_prefixes[i]`` if given (a network namespace of its own, say)."""
     started: list[WorkerNode] = []
     try:
         for number in range(1, nodes + 1):
             name = f"{prefix}{number}"
-            started.append(_start_node(name, ini, env.work_dir / f"{name}.log", concurrency, loglevel))
+            where = host_prefixes[number - 1] if number <= len(host_prefixes) else ()
+            started.append(_start_node(name, ini, env.work_dir / f"{name}.log", concurrency, loglevel, where))
         _wait_until_ready(load_settings(ini), started)
         yield started
     finally:
