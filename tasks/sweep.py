@@ -68,7 +68,6 @@ class SweepReport:
 
 def sweep(app: Celery, session_factory: sessionmaker[Session], settings: Mapping[str, Any]) -> SweepReport:
     report = SweepReport()
-    to_send: dict[int, list[ledger.ChunkBounds]] = {}
     with transaction(session_factory) as session:
         if not fleet.take_sweep_lock(session):
             return report
@@ -76,25 +75,30 @@ def sweep(app: Celery, session_factory: sessionmaker[Session], settings: Mapping
         now = fleet.database_now(session)
         quiet_before = now - dt.timedelta(seconds=dead_after_seconds(settings))
         released = fleet.release_chunks_of_lost_workers(session, dead_before=quiet_before)
-        to_send.update(released.chunks)
         quiet = fleet.quiet_runs(session, quiet_before)
         report.finished = quiet.finish
-        if (quiet.resend or quiet.start) and _queues_empty(app):
-            for run_id in quiet.resend:
-                to_send[run_id] = fleet.chunks_to_resend(session, run_id)
-                report.resent[run_id] = len(to_send[run_id])
-            report.started = quiet.start
-        fleet.touch_runs(session, report.finished + report.started)
+        fleet.touch_runs(session, report.finished)
         fleet.prune_workers(session, gone_before=now - WORKER_ROWS_KEPT)
-
-    for run_id, chunks in to_send.items():
-        send_chunks(app, run_id, chunks)
-        if run_id in released.chunks:
-            report.released[run_id] = len(chunks)
+    for run_id, chunks in released.chunks.items():
+        report.released[run_id] = send_chunks(app, run_id, chunks)
     for run_id in report.finished:
         send_finish(app, run_id)
-    for run_id in report.started:
-        send_start(app, run_id)
+
+    # The queues are counted outside any transaction: a slow broker must not keep one open (worker
+    # sessions idle in a transaction are ended after a few seconds).
+    if (quiet.resend or quiet.start) and _queues_empty(app):
+        to_send: dict[int, list[ledger.ChunkBounds]] = {}
+        with transaction(session_factory) as session:
+            if not fleet.take_sweep_lock(session):
+                return report
+            for run_id in quiet.resend:
+                to_send[run_id] = fleet.chunks_to_resend(session, run_id)
+            report.started = quiet.start
+            fleet.touch_runs(session, report.started)
+        for run_id, chunks in to_send.items():
+            report.resent[run_id] = send_chunks(app, run_id, chunks)
+        for run_id in report.started:
+            send_start(app, run_id)
     if report:
         logger.warning("sweep: %s", report.as_json())
     return report
