@@ -40,6 +40,8 @@ tests_require = [
 bench_require = [
     # The plot of run time against products in docs/benchmarks.md (bench/plot.py).
     "matplotlib>=3.8",
+    # The pollers benchmark's load generator: 1,000 keep-alive clients from one process (bench/pollers.py).
+    "aiohttp>=3.9",
 ]
 
 setup(

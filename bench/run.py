@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` and the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common, dispatch, fleet, labels, plot, status, valuation
+from bench import common, dispatch, fleet, labels, plot, pollers, status, valuation
 from bench.common import BenchError, Environment, Result, log
 
 BENCHMARKS: dict[str, Callable[[Environment], Result]] = {
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[Environment], Result]] = {
     "status": status.run,
     "dispatch": dispatch.run,
     "fleet": fleet.run,
+    "pollers": pollers.run,
 }
 
 DOCS = common.REPO_ROOT / "docs" / "benchmarks.md"
