@@ -109,6 +109,10 @@ def lane_settings(queue: str) -> dict[str, str]:
         # pending run has lost its first task at once (the tests only reconcile when that is so).
         "warehouse.reconcile_stale_after_seconds": str(STALE_AFTER_SECONDS),
         "warehouse.reconcile_pending_after_seconds": "0",
+        # These tests are about warehouse-reconcile (what cron and beat run): the workers' own sweep,
+        # which would bring the same runs back 15-20 s later, waits far longer here so that the
+        # reconciler's decisions are the ones checked. tests/integration/fleet tests the sweep.
+        "warehouse.worker_dead_after_seconds": "600",
     }
 
 
@@ -255,8 +259,8 @@ def test_a_run_survives_a_worker_node_killed_outright(
     before = recovery.api.run(run_id)
     assert before["status"] == "running", before
 
-    # The messages the node had taken stay unacknowledged in Redis for the 4 h visibility timeout: the
-    # run can only end through the reconciler. A node of a new name joins in the meantime.
+    # The messages the node had taken stay unacknowledged in Redis for the 4 h visibility timeout, and
+    # the sweep waits 600 s here: the run ends through the reconciler. A node of a new name joins.
     (fresh,) = start_recovery_workers(["w-fresh"])
     run, reports = reconcile_until_finished(recovery.api, recovery.ini_file, run_id, timeout=RUN_TIMEOUT)
 
