@@ -22,7 +22,7 @@ from pyramid.settings import asbool
 from warehouse.db import transaction
 from warehouse.ledger import workers as fleet
 
-from .sweep import heartbeat_seconds, sweep
+from .sweep import sweep
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class Presence:
         self.app = app
         self.node = node
         self.context = app.warehouse  # type: ignore[attr-defined]
-        self.interval = heartbeat_seconds(self.context.settings)
+        self.interval = fleet.heartbeat_seconds(self.context.settings)
         self.worker_id: int | None = None
         self.chunks_done = 0
         self.chunks_failed = 0

@@ -37,14 +37,6 @@ logger = logging.getLogger(__name__)
 WORKER_ROWS_KEPT = dt.timedelta(days=7)
 
 
-def heartbeat_seconds(settings: Mapping[str, Any]) -> float:
-    return float(settings.get("warehouse.worker_heartbeat_seconds", 5))
-
-
-def dead_after_seconds(settings: Mapping[str, Any]) -> float:
-    return float(settings.get("warehouse.worker_dead_after_seconds", 15))
-
-
 @dataclass
 class SweepReport:
     swept: bool = False  # False: another process held the sweep lock
@@ -73,7 +65,7 @@ def sweep(app: Celery, session_factory: sessionmaker[Session], settings: Mapping
             return report
         report.swept = True
         now = fleet.database_now(session)
-        quiet_before = now - dt.timedelta(seconds=dead_after_seconds(settings))
+        quiet_before = now - dt.timedelta(seconds=fleet.dead_after_seconds(settings))
         released = fleet.release_chunks_of_lost_workers(session, dead_before=quiet_before)
         quiet = fleet.quiet_runs(session, quiet_before)
         report.finished = quiet.finish

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
@@ -18,6 +20,14 @@ from sqlalchemy.orm import Session
 from ..models import ChunkStatus, Run, RunChunk, RunStatus, WorkerProcess
 from .planning import pending_chunks
 from .shared import ChunkBounds, utcnow
+
+def heartbeat_seconds(settings: Mapping[str, Any]) -> float:
+    return float(settings.get("warehouse.worker_heartbeat_seconds", 5))
+
+
+def dead_after_seconds(settings: Mapping[str, Any]) -> float:
+    return float(settings.get("warehouse.worker_dead_after_seconds", 15))
+
 
 # Any constant will do, as long as nothing else in the database takes the same advisory lock.
 SWEEP_LOCK_KEY = 0x77617265  # "ware"
@@ -150,10 +160,6 @@ def prune_workers(session: Session, gone_before: dt.datetime) -> int:
     return session.execute(
         WorkerProcess.__table__.delete().where(WorkerProcess.last_seen_at < gone_before)
     ).rowcount
-
-
-def live_worker_count(session: Session, dead_before: dt.datetime) -> int:
-    return session.scalar(select(func.count()).select_from(WorkerProcess).where(alive_condition(dead_before))) or 0
 
 
 @dataclass(frozen=True)

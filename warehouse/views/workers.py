@@ -13,14 +13,10 @@ from ..presenters import worker_json
 from ..security import VIEW
 
 
-def dead_after_seconds(settings: dict[str, Any]) -> float:
-    return float(settings.get("warehouse.worker_dead_after_seconds", 15))
-
-
 @view_config(route_name="api.workers", request_method="GET", permission=VIEW, openapi=True, renderer="json")
 def list_workers(request: Request) -> dict[str, Any]:
     query = request.openapi_validated.parameters.query
-    dead_after = dead_after_seconds(request.registry.settings)
+    dead_after = fleet.dead_after_seconds(request.registry.settings)
     now = fleet.database_now(request.dbsession)
     workers = fleet.list_workers(
         request.dbsession,
