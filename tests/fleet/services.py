@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis
@@ -30,6 +31,16 @@ POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
 START_TIMEOUT = 30.0
+
+
+def start_logged(command: list[str], log_path: Path, **popen: Any) -> subprocess.Popen[bytes]:
+    """``command`` in a session of its own (so its whole group can be signalled), its output in
+    ``log_path``, and SIGTERMed if this process dies without cleaning up."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=scratch.parent_death_signal(), **popen,
+        )
 
 
 def services_unavailable() -> str | None:
@@ -75,13 +86,7 @@ class ServicesHost:
 
     def start(self, command: list[str], log_name: str) -> subprocess.Popen[bytes]:
         """Run ``command`` on the services host; stopped with the host."""
-        log = (self.workdir / f"{log_name}.log").open("wb")
-        process = subprocess.Popen(
-            [*self.network.services_prefix(), *command],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=scratch.parent_death_signal(),
-        )
-        log.close()
+        process = start_logged([*self.network.services_prefix(), *command], self.workdir / f"{log_name}.log")
         self.processes.append(process)
         return process
 

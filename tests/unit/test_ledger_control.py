@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 import tasks.reconcile
 from tasks.reconcile import LiveWork, _run_id_of, live_work, reconcile
 from test_chunking import chunks_of, finalise, get_run, plan
+from tests.sqlite_databases import own_sqlite_database
 from warehouse import ledger, operations
-from warehouse.db import make_engine, make_session_factory
-from warehouse.migrate import upgrade
 from warehouse.models import ChunkStatus, Product, Run, RunChunk, RunItemFailure, RunStatus, Warehouse
 from warehouse.operations import ChunkOutcome, ChunkWork, ItemFailure, Operation
 
@@ -528,12 +526,8 @@ RECONCILE_SETTINGS = {
 @pytest.fixture(scope="module")
 def reconcile_factory(tmp_path_factory: pytest.TempPathFactory, make_settings: Any) -> Iterator[sessionmaker[Session]]:
     """A database of the reconciler tests' own: it looks at every run there is."""
-    database: Path = tmp_path_factory.mktemp("reconcile") / "reconcile.sqlite"
-    settings = make_settings(database)
-    upgrade(settings)
-    engine = make_engine(settings)
-    yield make_session_factory(engine)
-    engine.dispose()
+    with own_sqlite_database(tmp_path_factory.mktemp("reconcile") / "reconcile.sqlite", make_settings) as factory:
+        yield factory
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +15,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 import tasks.sweep
+from tests.sqlite_databases import own_sqlite_database
 from warehouse import ledger
-from warehouse.db import make_engine, make_session_factory
 from warehouse.ledger import workers as fleet
-from warehouse.migrate import upgrade
 from warehouse.models import ChunkStatus, Run, RunChunk, RunStatus, Warehouse, WorkerProcess
 
 SETTINGS = {"warehouse.worker_dead_after_seconds": "15"}
@@ -29,12 +27,8 @@ LONG_AGO = dt.timedelta(minutes=10)
 @pytest.fixture(scope="module")
 def sweep_factory(tmp_path_factory: pytest.TempPathFactory, make_settings: Any) -> Iterator[sessionmaker[Session]]:
     """A database of the sweep tests' own: the sweep looks at every worker and run there is."""
-    database: Path = tmp_path_factory.mktemp("sweep") / "sweep.sqlite"
-    settings = make_settings(database)
-    upgrade(settings)
-    engine = make_engine(settings)
-    yield make_session_factory(engine)
-    engine.dispose()
+    with own_sqlite_database(tmp_path_factory.mktemp("sweep") / "sweep.sqlite", make_settings) as factory:
+        yield factory
 
 
 @pytest.fixture

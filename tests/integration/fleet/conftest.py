@@ -25,8 +25,7 @@ from celery import Celery
 from sqlalchemy import Engine
 
 from tests.fleet.network import DATABASE, Network, Node, network, network_unavailable
-from tests.fleet.services import ServicesHost, services_host, services_unavailable
-from warehouse import scratch
+from tests.fleet.services import ServicesHost, services_host, services_unavailable, start_logged
 from warehouse.carrier.served import serve_stub
 
 NODE_NAMES = ["n1", "n2", "n3"]
@@ -78,16 +77,13 @@ class Fleet:
 
     def start_on(self, where: list[str], command: list[str], log_name: str) -> subprocess.Popen[bytes]:
         """Another process of the fleet (beat, the carrier stub) behind the prefix ``where``."""
-        log = (self.log_dir / f"{log_name}.log").open("wb")
         pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-        process = subprocess.Popen(
+        process = start_logged(
             [*where, *command],
+            self.log_dir / f"{log_name}.log",
             cwd=REPO_ROOT,
             env=dict(os.environ, WAREHOUSE_INI=str(self.ini_file), PYTHONUNBUFFERED="1", PYTHONPATH=pythonpath),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=scratch.parent_death_signal(),
         )
-        log.close()
         self.side_processes.append(process)
         return process
 
