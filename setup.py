@@ -7,6 +7,8 @@ requires = [
     "celery[redis]>=5.5,<6",
     # Bulk uploads: the document's row schemas compiled once, fast enough for 100,000 rows a request.
     "fastjsonschema>=2.19",
+    # production.ini's web server: holds thousands of keep-alive pollers (warehouse/granian_server.py).
+    "granian>=2.5,<3",
     "plaster_pastedeploy>=1.0",
     "psycopg[binary]>=3.1",
     # The carrier's in-flight limit, shared by every worker through Redis (leased slots, so a killed
@@ -22,6 +24,7 @@ requires = [
     "SQLAlchemy>=2.0,<2.2",
     "urllib3>=2",
     "transaction>=4",
+    # development.ini's web server, and the carrier stub's.
     "waitress>=3",
     "zope.sqlalchemy>=3",
 ]
@@ -40,8 +43,6 @@ tests_require = [
 bench_require = [
     # The plot of run time against products in docs/benchmarks.md (bench/plot.py).
     "matplotlib>=3.8",
-    # The pollers benchmark's load generator: 1,000 keep-alive clients from one process (bench/pollers.py).
-    "aiohttp>=3.9",
 ]
 
 setup(
@@ -57,6 +58,7 @@ setup(
     extras_require={"testing": tests_require, "bench": bench_require},
     entry_points={
         "paste.app_factory": ["main = warehouse:main"],
+        "paste.server_runner": ["granian = warehouse.granian_server:serve"],
         "console_scripts": [
             "initialize_warehouse_db = warehouse.scripts.initialize_db:main",
             "warehouse-seed = warehouse.scripts.seed:main",

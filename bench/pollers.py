@@ -2,9 +2,8 @@
 during a valuation of 1,000,000 products; against the same run with nobody polling.
 
 The server is ``pserve`` on a production-shaped ini (production.ini's ``[server:main]``; only ``listen``
-moved to a free port of 127.0.0.1). The load generator is a process of its own (aiohttp), each client
-with a connector of its own limited to one connection: with one shared connector, staggered pollers
-reuse a handful of idle connections and the server never holds 1,000. The clients start staggered
+moved to a free port of 127.0.0.1): Granian. The load generator is a process of its own
+(bench/poll_load.py), each client on a keep-alive connection of its own. The clients start staggered
 over 2 s on the round's previous (finished) run and move to the measured run once all are in, so the
 whole run is polled. An error: anything but 200, an exception, or no answer in 10 s.
 
@@ -17,7 +16,6 @@ The pollers share the 2 cores with the run, so part of any slowdown is their own
 from __future__ import annotations
 
 import argparse
-import asyncio
 import configparser
 import json
 import os
@@ -40,6 +38,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` and the project
 from sqlalchemy import text
 
 from bench import common, status, valuation
+from bench.poll_load import INTERVAL, REQUEST_TIMEOUT
 from bench.common import BenchError, Environment, Result, log
 from warehouse import scratch
 
@@ -47,15 +46,13 @@ NAME = "pollers"
 PRODUCTS = 1_000_000
 CLIENTS = 1_000
 REPEATS = 3
-INTERVAL = 2.0  # each client's poll period, and the span its first polls are staggered over
-REQUEST_TIMEOUT = 10.0
 OWN_POLL_SECONDS = 0.5  # this process's own poll, to see a run end
 RUN_TIMEOUT = 900.0
 READY_TIMEOUT = 60.0
 TARGET_P99_MS = 250.0
 TARGET_SLOWDOWN = 0.15
 HOST = "127.0.0.1"
-SERVER_SETTINGS = ("threads", "connection_limit", "backlog", "asyncore_use_poll")
+SERVER_SETTINGS = ("use", "workers", "threads", "backlog")
 
 
 def raise_open_files(needed: int) -> None:
@@ -65,63 +62,6 @@ def raise_open_files(needed: int) -> None:
         if hard != resource.RLIM_INFINITY and hard < needed:
             raise BenchError(f"{needed} open files needed, the hard limit is {hard} (ulimit -Hn)")
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-
-
-# --- the load generator (a process of its own: ``bench/pollers.py --load DIR TOKEN CLIENTS``) ---------
-# It polls the URL in DIR/url (re-read every 0.1 s), writes DIR/ready once every client has had an
-# answer, and on DIR/stop writes DIR/samples.json: [[epoch sent, milliseconds, outcome], ...].
-
-
-async def _client(session: Any, target: dict[str, str], delay: float, stop: asyncio.Event,
-                  samples: list[tuple[float, float, str]], answered: list[int]) -> None:
-    await asyncio.sleep(delay)
-    next_at, polls = time.monotonic(), 0
-    while not stop.is_set():
-        sent, began = time.time(), time.perf_counter()
-        try:
-            async with session.get(target["url"]) as response:
-                await response.read()
-                outcome = str(response.status)
-        except TimeoutError:
-            outcome = "timeout"
-        except Exception as error:  # noqa: BLE001 - a refused or reset connection is an error, counted by kind
-            outcome = type(error).__name__
-        samples.append((sent, round((time.perf_counter() - began) * 1000, 2), outcome))
-        polls += 1
-        if polls == 1:
-            answered[0] += 1  # this client is in (whatever its first answer was)
-        next_at = max(next_at + INTERVAL, time.monotonic())  # fixed rate; a late answer is not made up for
-        await asyncio.sleep(next_at - time.monotonic())
-
-
-async def _load(directory: Path, token: str, clients: int) -> None:
-    import aiohttp
-
-    target = {"url": (directory / "url").read_text()}
-    samples: list[tuple[float, float, str]] = []
-    stop, answered = asyncio.Event(), [0]
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
-    headers = {"Authorization": f"Bearer {token}"}
-    # A session per client, its connector limited to one connection: a poller's own keep-alive socket.
-    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout, headers=headers)
-                for _ in range(clients)]
-    tasks = [asyncio.create_task(_client(session, target, INTERVAL * number / clients, stop, samples, answered))
-             for number, session in enumerate(sessions)]
-    while not (directory / "stop").exists():
-        await asyncio.sleep(0.1)
-        target["url"] = (directory / "url").read_text()
-        if answered[0] == clients:
-            (directory / "ready").touch()
-    stop.set()
-    await asyncio.gather(*tasks)
-    for session in sessions:
-        await session.close()
-    (directory / "samples.json").write_text(json.dumps(samples))
-
-
-def load_main(directory: Path, token: str, clients: int) -> None:
-    raise_open_files(clients + 256)
-    asyncio.run(_load(directory, token, clients))
 
 
 # --- the server ------------------------------------------------------------------------------------
@@ -228,7 +168,7 @@ def polled_run(env: Environment, api: common.Api, engine: Any, server: status.Se
 
     point_at(previous_run)
     generator = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--load", str(directory), env.viewer_token, str(clients)],
+        [sys.executable, str(Path(__file__).resolve().with_name("poll_load.py")), str(directory), env.viewer_token, str(clients)],
         cwd=common.REPO_ROOT, stdin=subprocess.DEVNULL, preexec_fn=scratch.parent_death_signal(),
     )
     try:
@@ -279,9 +219,8 @@ def run(env: Environment, *, products: int = PRODUCTS, clients: int = CLIENTS, r
                 polled.append(polled_run(env, api, engine, server, products, clients, groups, baselines[-1].run_id))
                 log(f"{NAME}: round {round_number}: unpolled {baselines[-1].seconds:.1f} s,"
                     f" polled {polled[-1].seconds:.1f} s, {len(polled[-1].samples or [])} polls")
-            queue_warnings = server.log().count("Task queue depth")
     result = Result(NAME)
-    report(result, baselines, polled, products, clients, settings, queue_warnings)
+    report(result, baselines, polled, products, clients, settings)
     return result
 
 
@@ -291,7 +230,7 @@ def spread(values: Sequence[float], fmt: str = "{:.1f}") -> str:
 
 
 def report(result: Result, baselines: list[Timed], polled: list[Timed], products: int, clients: int,
-           settings: str, queue_warnings: int) -> None:
+           settings: str) -> None:
     latencies = [[ms for _, ms, _ in timed.samples or []] for timed in polled]
     p50, p95, p99 = zip(*(itemgetter(49, 94, 98)(statistics.quantiles(ms, n=100, method="inclusive")) for ms in latencies))
     errors = Counter(outcome for timed in polled for _, _, outcome in timed.samples or [] if outcome != "200")
@@ -313,7 +252,7 @@ def report(result: Result, baselines: list[Timed], polled: list[Timed], products
                   f"{sum(errors.values())} errors{f' {dict(errors)}' if errors else ''} (not 200, an exception, or no answer in"
                   f" {REQUEST_TIMEOUT:g} s), ramp-up included; per second: those sent during the run ÷ its time")
     result.figure("poll latency p50 / p95 / p99", f"{spread(p50)} / {spread(p95)} / {spread(p99)} ms",
-                  f"target p99 ≤ {TARGET_P99_MS:g} ms; waitress logged {queue_warnings} 'Task queue depth' warnings")
+                  f"target p99 ≤ {TARGET_P99_MS:g} ms")
     result.figure("CPU, cores", f"load generator {cores('load generator', polled)}, pserve {cores('pserve', polled)}",
                   f"polled runs; workers {cores('workers', polled)} polled, {cores('workers', baselines)} unpolled;"
                   f" other processes {cores('other processes', baselines + polled)} (another job on the machine skews it all)")
@@ -331,9 +270,6 @@ def report(result: Result, baselines: list[Timed], polled: list[Timed], products
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--load"]:  # the load generator's process (started by polled_run)
-        load_main(Path(argv[1]), argv[2], int(argv[3]))
-        return 0
     parser = argparse.ArgumentParser(description="The pollers benchmark alone (make bench runs all of them).")
     parser.add_argument("--products", type=int, default=PRODUCTS, help="products valued (default: %(default)s)")
     parser.add_argument("--clients", type=int, default=CLIENTS, help="polling clients (default: %(default)s)")

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
 from pyramid.request import Request
+from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import select
 
@@ -19,7 +21,7 @@ from ..lookups import run_or_404, warehouse_or_404
 from ..models import ChunkStatus, Run, RunChunk, RunItemFailure, RunStatus, Warehouse
 from ..pagination import decode_cursor, encode_cursor
 from ..presenters import failed_chunk_json, run_json
-from ..run_status import run_status_cache
+from ..run_status import MAX_RUN_ID, json_answer, parse_run_id, run_status_cache
 from ..security import OPERATE, VIEW
 from ..settings import chunk_size as default_chunk_size
 
@@ -74,27 +76,26 @@ def list_runs(request: Request) -> dict[str, Any]:
     }
 
 
-# The document's RunId: an integer from 1 to 2**31 - 1.
-MAX_RUN_ID = 2**31 - 1
-
-
 def run_id_in_path(request: Request) -> int:
     """``{id}`` checked as the document's RunId parameter says, the way openapi-core would answer."""
     raw = request.matchdict["id"]
-    if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_RUN_ID:
-        return int(raw)
+    run_id = parse_run_id(raw)
+    if run_id is not None:
+        return run_id
     message = f"{raw!r} is not a run id (an integer from 1 to {MAX_RUN_ID})"
     raise ApiError(400, "invalid_request", f"id: {message}", {"field": "id", "errors": [{"field": "id", "message": message}]})
 
 
 # openapi=False: the one thing to check is {id}, and openapi-core's per-request checking of it was a
 # third of this view's CPU, the request every client polls (docs/benchmarks.md, "Status endpoint").
-# The response is still checked against the document where settings ask for it.
-@view_config(route_name="api.run", request_method="GET", permission=VIEW, openapi=False, renderer="json")
-def get_run(request: Request) -> dict[str, Any]:
+# The response is still checked against the document where settings ask for it. The answer is kept
+# rendered (warehouse/run_status.py), so that repeats are answered before this view.
+@view_config(route_name="api.run", request_method="GET", permission=VIEW, openapi=False)
+def get_run(request: Request) -> Response:
     validate_response_as_documented(request)
     run_id = run_id_in_path(request)
-    return run_status_cache(request).get(run_id, lambda: run_json(*run_or_404(request, run_id)))
+    body = run_status_cache(request).get(run_id, lambda: json.dumps(run_json(*run_or_404(request, run_id))).encode())
+    return json_answer(body)
 
 
 @view_config(route_name="api.run.cancel", request_method="POST", permission=OPERATE, openapi=True, renderer="json")
