@@ -59,3 +59,22 @@ def test_an_unknown_run_is_404_every_time(cached: TestApp, viewer: dict, db: Any
 def test_an_id_that_is_not_a_run_id_is_400_naming_it(cached: TestApp, testapp: TestApp, viewer: dict, raw: str) -> None:
     for app in (cached, testapp):
         assert_error(app.get(f"/api/runs/{raw}", headers=viewer, status=400), 400, "invalid_request", field="id")
+
+
+def test_a_repeat_answered_from_memory_is_the_view_s_answer_byte_for_byte(cached: TestApp, testapp: TestApp, viewer: dict, operator: dict, db: Any, warehouse: Any) -> None:
+    run_id = add_run(db, warehouse.id, "running")
+    uncached = testapp.get(f"/api/runs/{run_id}", headers=viewer, status=200)
+    first = cached.get(f"/api/runs/{run_id}", headers=viewer, status=200)  # the view's, then kept
+    repeats = [cached.get(f"/api/runs/{run_id}", headers=headers, status=200) for headers in (viewer, operator)]
+    for answer in [first, *repeats]:
+        assert answer.body == uncached.body
+        assert sorted(answer.headers.items()) == sorted(uncached.headers.items())
+
+
+def test_only_a_get_of_the_status_itself_is_answered_from_memory(cached: TestApp, viewer: dict, operator: dict, db: Any, warehouse: Any) -> None:
+    run_id = add_run(db, warehouse.id, "running")
+    cached.get(f"/api/runs/{run_id}", headers=viewer, status=200)
+    # Other routes under the same path, and other methods, still reach their views.
+    assert cached.get(f"/api/runs/{run_id}/failures", headers=viewer, status=200).json["run_id"] == run_id
+    assert cached.head(f"/api/runs/{run_id}", headers=viewer, status=200).body == b""
+    assert_error(cached.post(f"/api/runs/{run_id}", headers=operator, status=405), 405)
