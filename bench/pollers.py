@@ -207,7 +207,7 @@ def run(env: Environment, *, products: int = PRODUCTS, clients: int = CLIENTS, r
                 pserve(env, ini) as (server, settings):
             groups = {
                 "workers": ([node.process.pid for node in nodes], True),
-                "pserve": ([server.process.pid], False),
+                "pserve": ([server.process.pid], True),  # with Granian's worker processes
                 "this process": ([os.getpid()], False),
             }
             # Unmeasured: the first run after seeding is slower (cold caches, fresh workers), and pserve

@@ -8,10 +8,11 @@ from pyramid.config import Configurator
 from pyramid.router import Router
 
 from . import operations
+from .run_status import StatusRepeats, serving_repeats
 from .settings import apply_environment
 
 
-def main(global_config: dict[str, Any], **settings: Any) -> Router:
+def main(global_config: dict[str, Any], **settings: Any) -> Router | StatusRepeats:
     """The WSGI application (the paste ``app_factory``)."""
     settings = apply_environment(settings)
     operations.register_from_settings(settings)
@@ -24,4 +25,4 @@ def main(global_config: dict[str, Any], **settings: Any) -> Router:
         config.include(".run_status")
         config.include(".routes")
         config.scan(".views")
-    return config.make_wsgi_app()
+    return serving_repeats(config.make_wsgi_app())

@@ -44,7 +44,12 @@ class BearerTokenSecurityPolicy:
         self.acl = ACLHelper()
 
     def identity(self, request: Request) -> Mapping[str, str] | None:
-        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        role = self.role_for(request.headers.get("Authorization", ""))
+        return {"role": role} if role else None
+
+    def role_for(self, authorization: str) -> str | None:
+        """The role of the token an ``Authorization`` header presents, or None."""
+        scheme, _, presented = authorization.partition(" ")
         if scheme.lower() != "bearer" or not presented:
             return None
         presented_bytes = presented.strip().encode()
@@ -54,7 +59,12 @@ class BearerTokenSecurityPolicy:
         for role, token in self.tokens:
             if hmac.compare_digest(presented_bytes, token) and role_found is None:
                 role_found = role
-        return {"role": role_found} if role_found else None
+        return role_found
+
+    def roles_permitted(self, permission: str) -> set[str]:
+        """The roles whose tokens the ACL grants ``permission`` (on the one context, Root)."""
+        return {role for role in ROLES
+                if self.acl.permits(Root, ["system.Everyone", Authenticated, f"role:{role}"], permission)}
 
     def authenticated_userid(self, request: Request) -> str | None:
         identity = request.identity

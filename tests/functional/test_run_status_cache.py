@@ -11,6 +11,7 @@ from webtest import TestApp
 
 from tests.functional.helpers import add_run, assert_error
 from warehouse.models import Run
+from warehouse.run_status import StatusRepeats
 
 
 @pytest.fixture
@@ -78,3 +79,30 @@ def test_only_a_get_of_the_status_itself_is_answered_from_memory(cached: TestApp
     assert cached.get(f"/api/runs/{run_id}/failures", headers=viewer, status=200).json["run_id"] == run_id
     assert cached.head(f"/api/runs/{run_id}", headers=viewer, status=200).body == b""
     assert_error(cached.post(f"/api/runs/{run_id}", headers=operator, status=405), 405)
+
+
+def test_a_repeat_is_answered_in_front_of_the_router_and_nothing_else_is(cached: TestApp, viewer: dict, operator: dict, db: Any, warehouse: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    front = cached.app
+    assert isinstance(front, StatusRepeats)
+    run_id = add_run(db, warehouse.id, "running")
+    kept = cached.get(f"/api/runs/{run_id}", headers=viewer, status=200).body
+    reached = []
+
+    def router(environ: dict, start_response: Any) -> list[bytes]:
+        reached.append(environ["PATH_INFO"])
+        start_response("418 I'm a teapot", [("Content-Type", "text/plain")])
+        return [b"the router"]
+
+    monkeypatch.setattr(front, "router", router)
+    for headers in (viewer, operator):
+        assert cached.get(f"/api/runs/{run_id}", headers=headers, status=200).body == kept
+    assert reached == []
+    # Whatever the view must judge goes to the router: no token, a wrong one, a body, another run,
+    # another method or route.
+    cached.get(f"/api/runs/{run_id}", status=418)
+    cached.get(f"/api/runs/{run_id}", headers={"Authorization": "Bearer wrong"}, status=418)
+    cached.get(f"/api/runs/{run_id + 1}", headers=viewer, status=418)
+    cached.get(f"/api/runs/{run_id}/failures", headers=viewer, status=418)
+    cached.head(f"/api/runs/{run_id}", headers=viewer, status=418)
+    cached.request(f"/api/runs/{run_id}", method="GET", body=b"{}", headers=viewer, status=418)
+    assert len(reached) == 6

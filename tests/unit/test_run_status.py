@@ -85,3 +85,44 @@ def test_the_setting_turns_it_on(value: str | None, kept: bool) -> None:
 def test_a_negative_time_is_refused() -> None:
     with pytest.raises(ValueError, match=SETTING):
         includeme(Configurator(settings={SETTING: "-1"}))
+
+
+def test_while_one_request_loads_the_next_answer_the_others_get_the_last() -> None:
+    clock = Clock()
+    cache = RunStatusCache(0.5, timer=clock)
+    cache.get(7, lambda: "first")
+    clock.now += 1  # stale now
+    seen_meanwhile = []
+
+    def slow_load() -> str:
+        # Another request arrives during this load: it is answered the last answer, loads nothing.
+        seen_meanwhile.append(cache.get(7, lambda: pytest.fail("a second load during the first")))
+        seen_meanwhile.append(cache.peek(7))
+        return "second"
+
+    assert cache.get(7, slow_load) == "second"
+    assert seen_meanwhile == ["first", "first"]
+    assert cache.peek(7) == "second"
+
+
+def test_a_stale_answer_with_no_load_going_is_not_peeked() -> None:
+    clock = Clock()
+    cache = RunStatusCache(0.5, timer=clock)
+    cache.get(7, lambda: "first")
+    clock.now += 1
+    assert cache.peek(7) is None  # the tween lets the view load it
+
+
+def test_a_failed_reload_lets_the_next_request_load_again() -> None:
+    clock = Clock()
+    cache, load = RunStatusCache(0.5, timer=clock), Loader(7)
+    cache.get(7, load)
+    clock.now += 1
+
+    def broken() -> dict[str, Any]:
+        raise ConnectionError("database gone")
+
+    with pytest.raises(ConnectionError):
+        cache.get(7, broken)
+    assert cache.peek(7) is None
+    assert cache.get(7, load)["version"] == 2
