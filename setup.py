@@ -59,6 +59,8 @@ setup(
     entry_points={
         "paste.app_factory": ["main = warehouse:main"],
         "paste.server_runner": ["granian = warehouse.granian_server:serve"],
+        # development.ini's result backend, by its URL embedded:// (tasks/embedded_backend.py).
+        "celery.result_backends": ["embedded = tasks.embedded_backend:EmbeddedResultBackend"],
         "console_scripts": [
             "initialize_warehouse_db = warehouse.scripts.initialize_db:main",
             "warehouse-seed = warehouse.scripts.seed:main",

@@ -7,8 +7,8 @@ moved to a free port of 127.0.0.1): Granian. The load generator is a process of 
 over 2 s on the round's previous (finished) run and move to the measured run once all are in, so the
 whole run is polled. An error: anything but 200, an exception, or no answer in 10 s.
 
-Each round: the run polled only by this process (every 0.5 s, to see the end), then again under the
-pollers; before each, the values are reset and the table VACUUM ANALYZEd (bench/valuation.py). A run's
+Each round: the run polled only by this process (every 0.5 s, to see the end), and again under the
+pollers, in turn first and second from one round to the next; before each, the values are reset and the table VACUUM ANALYZEd (bench/valuation.py). A run's
 time is the ledger's ``finished_at - started_at``. Targets: 0 errors, p99 ≤ 250 ms, slowdown ≤ 15 %.
 The pollers share the 2 cores with the run, so part of any slowdown is their own CPU (measured).
 """
@@ -214,9 +214,17 @@ def run(env: Environment, *, products: int = PRODUCTS, clients: int = CLIENTS, r
             # builds its app meanwhile. Then its answer checked (URL, token) before the clients lean on it.
             warm_up = timed_run(api, engine, products, common.CpuMeter(groups))
             status.wait_until_answering(server, f"/api/runs/{warm_up.run_id}", env.viewer_token)
+            last_run = warm_up.run_id
             for round_number in range(1, repeats + 1):
-                baselines.append(timed_run(api, engine, products, common.CpuMeter(groups)))
-                polled.append(polled_run(env, api, engine, server, products, clients, groups, baselines[-1].run_id))
+                # Odd rounds run the unpolled run first, even rounds the polled one: whatever drifts
+                # across a round (the table's bloat, caches) falls on both sides alike.
+                for polled_now in ((False, True) if round_number % 2 else (True, False)):
+                    if polled_now:
+                        polled.append(polled_run(env, api, engine, server, products, clients, groups, last_run))
+                        last_run = polled[-1].run_id
+                    else:
+                        baselines.append(timed_run(api, engine, products, common.CpuMeter(groups)))
+                        last_run = baselines[-1].run_id
                 log(f"{NAME}: round {round_number}: unpolled {baselines[-1].seconds:.1f} s,"
                     f" polled {polled[-1].seconds:.1f} s, {len(polled[-1].samples or [])} polls")
     result = Result(NAME)

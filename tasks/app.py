@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init
+from kombu import Exchange, Queue
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -142,12 +143,35 @@ def _after_fork(**_kwargs: Any) -> None:
         context.forget_inherited_connections()
 
 
+# A run's own tasks (its planning and fan-out, its end, and the reconciler) go to a queue of their own
+# beside the chunks' (``<default queue>.runs``; every worker consumes both), so that they never wait
+# behind a backlog of chunks: a cancel ends its run in moments even with 20,000 chunks queued, and a
+# run starts while another's chunks are still queued. A worker takes from each queue in turn.
+RUN_LEVEL_TASKS = ("processWholeWarehouse", "processFinished", "reconcileRuns")
+
+
+def runs_queue_name(default_queue: str) -> str:
+    return f"{default_queue}.runs"
+
+
+def route_run_level_tasks(app: Celery) -> None:
+    """Declare the chunks' queue and the runs' queue, and route the run-level tasks to the latter
+    (unless the ini declares queues of its own: then routing is the ini's business)."""
+    if app.conf.task_queues:
+        return
+    default = app.conf.task_default_queue
+    runs = runs_queue_name(default)
+    app.conf.task_queues = (Queue(default, Exchange(default), routing_key=default), Queue(runs, Exchange(runs), routing_key=runs))
+    app.conf.task_routes = {name: {"queue": runs} for name in RUN_LEVEL_TASKS}
+
+
 def make_celery(settings: Mapping[str, Any]) -> Celery:
     from . import presence, runs  # noqa: F401 - presence connects the worker signals that start it
 
     operations.register_from_settings(settings)
     app = Celery("warehouse", set_as_current=False)
     app.conf.update(celery_config(settings))
+    route_run_level_tasks(app)
     app.warehouse = context = WorkerContext(settings)  # type: ignore[attr-defined]
     _contexts.add(context)
     runs.register(app)

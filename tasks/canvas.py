@@ -43,12 +43,13 @@ def send_chunks(app: Celery, run_id: int, chunks: Sequence[ChunkBounds]) -> int:
 def _chord_keeps_results(app: Celery) -> bool:
     """Whether the result backend hands the chord's callback its header's results by itself.
 
-    Redis's chord keeps each header task's result in a list of its own, so the chunks need not store
-    theirs (ignore_result): that spares a result write, a publish and, in the dispatching process, a
-    subscription per chunk (no one else reads them: the ledger has every outcome). Other backends
-    (the embedded default's in-memory one) join the stored results, so there they must be kept.
+    Redis's chord keeps each header task's result in a list of its own, and so does the embedded
+    default's (tasks/embedded_backend.py), so the chunks need not store theirs (ignore_result): that
+    spares a result write, a publish and, in the dispatching process, a subscription per chunk (no one
+    else reads them: the ledger has every outcome). Other backends join the stored results, so there
+    they must be kept.
     """
-    return isinstance(app.backend, RedisBackend)
+    return isinstance(app.backend, RedisBackend) or getattr(app.backend, "keeps_chord_results", False)
 
 
 def send_resume(app: Celery, plan: ResumePlan) -> int:

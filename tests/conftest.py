@@ -78,7 +78,7 @@ def make_settings(database: Path, **overrides: Any) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "sqlalchemy.url": f"sqlite:///{database}",
         "celery.broker_url": "memory://",
-        "celery.result_backend": "cache+memory://",
+        "celery.result_backend": "embedded://",
         "celery.embedded_worker": "true",
         "celery.embedded_concurrency": "4",
         "celery.worker_prefetch_multiplier": "8",

@@ -438,7 +438,7 @@ CLI_INI = """\
 use = egg:warehouse
 sqlalchemy.url = sqlite:///%(here)s/cancel.sqlite
 celery.broker_url = memory://localhost/
-celery.result_backend = cache+memory://
+celery.result_backend = embedded://
 celery.embedded_worker = true
 warehouse.tokens = operator:op viewer:vw
 """

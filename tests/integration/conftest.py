@@ -41,6 +41,7 @@ from pyramid.paster import get_appsettings
 from sqlalchemy import Engine
 from webtest import TestApp
 
+from tasks.app import runs_queue_name
 from warehouse import scratch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -432,8 +433,8 @@ def _start_worker(
         sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO", f"--concurrency={concurrency}",
         "--pool=prefork", "-n", f"{name}@%h", "--without-mingle", "--without-gossip",
     ]
-    if queues:
-        command += ["-Q", ",".join(queues)]
+    if queues:  # each with its run-level companion (tasks/app.py), as a worker without -Q reads both
+        command += ["-Q", ",".join([*queues, *map(runs_queue_name, queues)])]
     command += extra_args or []
     process = subprocess.Popen(
         command,
@@ -668,6 +669,11 @@ def api(webapp: TestApp) -> Api:
 DEFAULT_QUEUE = "celery"
 
 
+def queued_messages(client: redis.Redis, queue: str) -> int:
+    """Messages waiting in ``queue`` and in its run-level companion (tasks/app.py) on Redis."""
+    return client.llen(queue) + client.llen(runs_queue_name(queue))
+
+
 def _wait_until_idle(
     control_app: Celery, redis_url: str, workers: list[WorkerProcess], timeout: float, queue: str = DEFAULT_QUEUE
 ) -> None:
@@ -688,7 +694,7 @@ def _wait_until_idle(
                 if set(replies) != set(names):
                     busy[f"{kind} (no reply)"] = sorted(set(names) - set(replies))
                 busy.update({f"{kind} on {name}": tasks for name, tasks in replies.items() if tasks})
-            queued = client.llen(queue)
+            queued = queued_messages(client, queue)
             if queued:
                 busy["queued"] = queued
             if not busy:
@@ -789,7 +795,7 @@ def make_lane(
         client = redis.Redis.from_url(redis_url)
         try:
             if queues:
-                client.delete(*queues)
+                client.delete(*queues, *map(runs_queue_name, queues))
         finally:
             client.close()
 
