@@ -68,9 +68,17 @@ class ShippingLabels(Operation):
 
     @staticmethod
     def _store_labels(session: Session, bought: list[Purchase]) -> None:
-        if not bought:
-            return
-        session.execute(
+        rows = [
+            {
+                "shipment_id": purchase.shipment_id,
+                "new_label_id": purchase.label.label_id,
+                "new_tracking_number": purchase.label.tracking_number,
+                "new_label_url": purchase.label.label_url,
+            }
+            for purchase in bought
+            if purchase.label is not None
+        ]
+        statement = (
             update(shipments)
             # A shipment labelled meanwhile keeps its label: the carrier sold one per key anyway.
             .where(shipments.c.id == bindparam("shipment_id"), shipments.c.label_id.is_(None))
@@ -79,29 +87,18 @@ class ShippingLabels(Operation):
                 tracking_number=bindparam("new_tracking_number"),
                 label_url=bindparam("new_label_url"),
                 label_error=None,
-            ),
-            [
-                {
-                    "shipment_id": purchase.shipment_id,
-                    "new_label_id": purchase.label.label_id,
-                    "new_tracking_number": purchase.label.tracking_number,
-                    "new_label_url": purchase.label.label_url,
-                }
-                for purchase in bought
-                if purchase.label is not None
-            ],
+            )
         )
+        _one_by_one(session, statement, rows)
 
     @staticmethod
     def _store_errors(session: Session, refused: list[Purchase]) -> None:
-        if not refused:
-            return
-        session.execute(
+        statement = (
             update(shipments)
             .where(shipments.c.id == bindparam("shipment_id"), shipments.c.label_id.is_(None))
-            .values(label_error=bindparam("error")),
-            [{"shipment_id": purchase.shipment_id, "error": (purchase.error or "")[:4000]} for purchase in refused],
+            .values(label_error=bindparam("error"))
         )
+        _one_by_one(session, statement, [{"shipment_id": p.shipment_id, "error": (p.error or "")[:4000]} for p in refused])
 
     def summarise(self, summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         totals = {"labels_bought": 0, "labels_failed": 0, "shipments_skipped": 0}
@@ -109,3 +106,16 @@ class ShippingLabels(Operation):
             for key in totals:
                 totals[key] += int(summary.get(key, 0))
         return totals
+
+
+def _one_by_one(session: Session, statement: Any, rows: list[dict[str, Any]]) -> None:
+    """``statement`` once per row, each a whole round trip, never an executemany.
+
+    psycopg runs an executemany as a pipeline, and a node frozen in the middle of one (a paused VM)
+    leaves its PostgreSQL session "active", waiting for the rest of the pipeline: its row locks then
+    outlive idle_in_transaction_session_timeout, which only ends sessions idle between statements,
+    and the redo of its chunk elsewhere waits until the node thaws. A chunk writes tens of rows, so
+    the round trips cost milliseconds beside the seconds of its carrier calls.
+    """
+    for row in rows:
+        session.execute(statement, row)
