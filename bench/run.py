@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` and the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common, dispatch, fleet, labels, plot, pollers, status, valuation
+from bench import common, dispatch, embedded, fleet, labels, plot, pollers, status, valuation
 from bench.common import BenchError, Environment, Result, log
 
 BENCHMARKS: dict[str, Callable[[Environment], Result]] = {
@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, Callable[[Environment], Result]] = {
     "dispatch": dispatch.run,
     "fleet": fleet.run,
     "pollers": pollers.run,
+    "embedded": embedded.run,
 }
 
 DOCS = common.REPO_ROOT / "docs" / "benchmarks.md"
