@@ -61,6 +61,17 @@ def _typed(value: str, kind: str) -> Any:
     return value
 
 
+# What a spreadsheet may have used instead of commas (a European locale's Excel uses semicolons).
+OTHER_SEPARATORS = {";": "';'", "\t": "tabs", "|": "'|'"}
+
+
+def _refuse_other_separators(columns: list[str]) -> None:
+    if len(columns) == 1:
+        for separator, name in OTHER_SEPARATORS.items():
+            if separator in columns[0]:
+                raise CsvError(f"the CSV looks separated by {name}: use commas", 1)
+
+
 def make_deserializer(types: Mapping[str, str]):  # type: ignore[no-untyped-def]
     def deserialize(body: str | bytes) -> list[dict[str, Any]]:
         if isinstance(body, bytes):
@@ -79,6 +90,10 @@ def make_deserializer(types: Mapping[str, str]):  # type: ignore[no-untyped-def]
                 raise CsvError(f"CSV header names {', '.join(map(repr, repeated))} more than once")
             if "" in columns:
                 raise CsvError(f"CSV header column {columns.index('') + 1} has no name")
+            _refuse_other_separators(columns)
+            unknown = [column for column in columns if column not in types]
+            if unknown:
+                raise CsvError(f"unknown column {unknown[0]!r} (expected: {', '.join(types)})", 1)
             rows = []
             for cells in reader:
                 if not cells:  # a blank line

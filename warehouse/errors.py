@@ -17,10 +17,11 @@ class ApiError(Exception):
 
 
 class FieldError(ApiError):
-    """Bad input in one named field."""
+    """Bad input in one named field; ``message`` is a sentence about it, the field its subject
+    ("cursor is not one this API gave out"), as every error message reads (warehouse/wording.py)."""
 
     def __init__(self, field: str, message: str, status: int = 400, code: str = "invalid_field") -> None:
-        super().__init__(status, code, f"{field}: {message}", {"field": field})
+        super().__init__(status, code, message, {"field": field})
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -79,7 +79,7 @@ def idempotent(view: View) -> View:
         if key is None:
             return view(request)
         if not KEY_PATTERN.match(key):
-            raise FieldError(HEADER, "must be 1 to 200 printable ASCII characters without spaces")
+            raise FieldError(HEADER, f"{HEADER} must be 1 to 200 printable ASCII characters without spaces")
         request_hash = fingerprint(request)
         session = request.dbsession
         now = dt.datetime.now(dt.timezone.utc)

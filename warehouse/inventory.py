@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import func, select
@@ -37,7 +37,7 @@ def _product_values(warehouse_id: int, row: Mapping[str, Any]) -> dict[str, Any]
         "sku": row["sku"],
         "name": row.get("name", ""),
         "qty_on_hand": row["qty_on_hand"],
-        "unit_cost": Decimal(str(row["unit_cost"])).quantize(CENT, rounding=ROUND_HALF_UP),
+        "unit_cost": Decimal(str(row["unit_cost"])).quantize(CENT),  # at most 2 places: checked before
         "reorder_point": row.get("reorder_point", 0),
     }
 
@@ -61,7 +61,7 @@ def _refuse_repeated_keys(rows: Sequence[Mapping[str, Any]], key: str) -> None:
     first_row_of: dict[Any, int] = {}
     for number, row in enumerate(rows):
         if row[key] in first_row_of:
-            raise FieldError(f"[{number}].{key}", f"duplicate {key} {row[key]!r} (first in row {first_row_of[row[key]]})")
+            raise FieldError(f"[{number}].{key}", f"[{number}].{key} repeats {key} {row[key]!r} of row {first_row_of[row[key]]}")
         first_row_of[row[key]] = number
 
 
@@ -108,8 +108,23 @@ def _upsert_rows(
     return _upsert(session, model, key, updated_columns, [to_values(warehouse_id, row) for row in rows])
 
 
+def _refuse_fractions_of_cents(rows: Sequence[Mapping[str, Any]], key: str) -> None:
+    """Money as people write it: 2.5, "2.50" or 3, but never more than two decimal places, which
+    would have to be rounded away in silence. (The document lets a number or a decimal string through;
+    a JSON number's decimal places are those it was written with.)"""
+    for number, row in enumerate(rows):
+        try:
+            places = -Decimal(str(row[key])).as_tuple().exponent  # type: ignore[operator]
+        except (InvalidOperation, TypeError):
+            places = 99
+        if places > 2:
+            field = f"[{number}].{key}"
+            raise FieldError(field, f"{field} may have at most two decimal places (cents), not {row[key]}", code="invalid_request")
+
+
 def upsert_products(session: Session, warehouse_id: int, rows: Sequence[Mapping[str, Any]]) -> UpsertCounts:
     """Insert products or update them by ``sku``."""
+    _refuse_fractions_of_cents(rows, "unit_cost")
     return _upsert_rows(
         session, warehouse_id, rows, Product, Product.sku, _product_values,
         ("name", "qty_on_hand", "unit_cost", "reorder_point"),

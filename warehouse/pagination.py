@@ -28,4 +28,4 @@ def decode_cursor(cursor: str | None) -> int | None:
             raise ValueError(text)
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise FieldError("cursor", "not a cursor this API gave out") from None
+        raise FieldError("cursor", "cursor is not one this API gave out: pass next_cursor from the previous page as it came") from None

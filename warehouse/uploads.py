@@ -16,7 +16,7 @@ from typing import Any
 import fastjsonschema
 from pyramid.request import Request
 
-from . import csvbody
+from . import csvbody, wording
 from .errors import ApiError
 from .openapi import validate_response_as_documented
 from .request_guard import json_body
@@ -58,7 +58,7 @@ class UploadSchema:
         media_type = request.content_type
         if media_type == JSON_MEDIA_TYPE:
             if not request.content_length:
-                raise ApiError(400, "malformed_body", "body: missing", {"field": "body"})
+                raise ApiError(400, "malformed_body", "the body is empty: send a JSON list of rows, or CSV", {"field": "body"})
             rows = json_body(request)  # parsed, strictly, by the request guard
         elif media_type == csvbody.MEDIA_TYPE:
             rows = self.csv(request.body)
@@ -80,16 +80,15 @@ class UploadSchema:
         # path[0] is "data", the body itself; list positions come as digit strings (no property of
         # the row schemas is named with digits).
         path: list[Any] = [int(part) if str(part).isdigit() else part for part in error.path[1:]]
-        if error.rule == "required" and isinstance(error.value, dict):
-            missing = [name for name in error.rule_definition if name not in error.value]
-            path += missing[:1]  # name the missing field itself
+        if error.rule == "required":
+            missing = wording.missing_property(error.value, error.rule_definition)
+            path += [missing] if missing else []  # name the missing field itself
         field = _field(path)
-        # fastjsonschema says "data[3].sku must be ...": say it with the API's field name.
-        message = error.message.replace(error.name, field, 1)[:MAX_MESSAGE_CHARS]
-        details: dict[str, Any] = {"field": field, "rule": error.rule}
+        message = wording.describe(field, error.rule or "", error.rule_definition, error.definition or {}, error.value)
+        details: dict[str, Any] = {"field": field}
         if csv and path and isinstance(path[0], int):
             details["line"] = path[0] + csvbody.FIRST_DATA_LINE  # row [0] is line 2, under the header
-        return ApiError(400, "invalid_request", message, details)
+        return ApiError(400, "invalid_request", message[:MAX_MESSAGE_CHARS], details)
 
 
 def includeme(config: Any) -> None:

@@ -374,7 +374,13 @@ PRODUCT_NUMBER_ATTACKS = [
     ("unit_cost", "-0.01"),
     ("unit_cost", "-1e400"),
     ("unit_cost", "false"),
-    ("unit_cost", '"2.50"'),
+    ("unit_cost", '"2.505"'),
+    ("unit_cost", "2.505"),
+    ("unit_cost", '"2,50"'),
+    ("unit_cost", '"1e3"'),
+    ("unit_cost", '" 2.50"'),
+    ("unit_cost", '"-2.50"'),
+    ("unit_cost", '"99999999.00"'),
     ("unit_cost", "NaN"),
     ("unit_cost", "Infinity"),
     ("unit_cost", "-Infinity"),
@@ -540,14 +546,14 @@ def _csv_header_cases() -> dict[str, tuple[str, str]]:
         "unterminated quote": ('sku,qty_on_hand,unit_cost\n"A-1,1,1\n', "body"),
         "more cells than columns": ("sku,qty_on_hand,unit_cost\nA-1,1,1,extra\n", "body"),
         "fewer cells than columns": ("sku,qty_on_hand,unit_cost\nA-1,1\n", "body"),
-        "sql in a header name": (f"sku,qty_on_hand,unit_cost,{SQL_OR}\nA-1,1,1,x\n", "[0]"),
-        "sql drop as a header name": (f'sku,qty_on_hand,unit_cost,"{SQL_DROP}"\nA-1,1,1,x\n', "[0]"),
-        "script as a header name": (f"sku,qty_on_hand,unit_cost,{SCRIPT}\nA-1,1,1,x\n", "[0]"),
-        "nul in a header name": ("sku,qty_on_hand,unit_cost,na\u0000me\nA-1,1,1,x\n", "[0]"),
-        "homoglyph header name": ("sku,qty_on_hand,unit_cost,n\u0430me\nA-1,1,1,x\n", "[0]"),  # a Cyrillic a
-        "header name again in capitals": ("sku,qty_on_hand,unit_cost,SKU\nA-1,1,1,B-2\n", "[0]"),
-        "id column": ("id,sku,qty_on_hand,unit_cost\n1,A-1,1,1\n", "[0]"),
-        "warehouse_id column": ("warehouse_id,sku,qty_on_hand,unit_cost\n1,A-1,1,1\n", "[0]"),
+        "sql in a header name": (f"sku,qty_on_hand,unit_cost,{SQL_OR}\nA-1,1,1,x\n", "body"),
+        "sql drop as a header name": (f'sku,qty_on_hand,unit_cost,"{SQL_DROP}"\nA-1,1,1,x\n', "body"),
+        "script as a header name": (f"sku,qty_on_hand,unit_cost,{SCRIPT}\nA-1,1,1,x\n", "body"),
+        "nul in a header name": ("sku,qty_on_hand,unit_cost,na\u0000me\nA-1,1,1,x\n", "body"),
+        "homoglyph header name": ("sku,qty_on_hand,unit_cost,n\u0430me\nA-1,1,1,x\n", "body"),  # a Cyrillic a
+        "header name again in capitals": ("sku,qty_on_hand,unit_cost,SKU\nA-1,1,1,B-2\n", "body"),
+        "id column": ("id,sku,qty_on_hand,unit_cost\n1,A-1,1,1\n", "body"),
+        "warehouse_id column": ("warehouse_id,sku,qty_on_hand,unit_cost\n1,A-1,1,1\n", "body"),
     }
 
 

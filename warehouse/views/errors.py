@@ -8,8 +8,12 @@ from typing import Any
 from pyramid.httpexceptions import HTTPException
 from pyramid.request import Request
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
+from openapi_core.casting.schemas.exceptions import CastError
+from openapi_core.deserializing.exceptions import DeserializeError
+from openapi_core.validation.request.exceptions import MissingParameterError, MissingRequestBodyError
 from pyramid_openapi3.exceptions import RequestValidationError, ResponseValidationError
 
+from .. import wording
 from ..errors import ApiError, error_body
 
 logger = logging.getLogger(__name__)
@@ -27,22 +31,35 @@ def api_error(exc: ApiError, request: Request) -> Any:
     return _answer(request, exc.status, error_body(exc.code, exc.message, exc.details))
 
 
-def _field_of(error: Any, parent: str | None = None) -> str | None:
-    """The dotted path of the field a jsonschema / openapi-core error is about."""
-    path = [str(part) for part in getattr(error, "absolute_path", getattr(error, "path", [])) or []]
-    if getattr(error, "validator", None) == "required":
-        # jsonschema reports a missing property on the parent object: name the property itself.
-        missing = str(error.message).split("'")[1] if "'" in str(error.message) else None
-        if missing:
-            path.append(missing)
-    name = getattr(error, "name", None)
-    if not path and name:
-        path = [str(name)]
-    parts = ([parent] if parent else []) + path
+def _dotted(parts: list[str]) -> str:
     dotted = ""
     for part in parts:  # list positions read as [3], names as .name: "[3].sku"
         dotted += f"[{part}]" if part.isdigit() else (f".{part}" if dotted else part)
-    return dotted or None
+    return dotted
+
+
+def _plain(error: Any, parent: str | None) -> dict[str, Any]:
+    """One schema error as ``{"field", "message"}``, the message in words (warehouse/wording.py)."""
+    if isinstance(error, MissingParameterError):
+        return {"field": error.name, "message": f"the {error.location} parameter {error.name} is required"}
+    if isinstance(error, MissingRequestBodyError):
+        return {"field": "body", "message": "the body is empty: send a JSON object"}
+    cause = getattr(error, "__cause__", None)
+    name = getattr(error, "name", None) or parent
+    if isinstance(cause, CastError):
+        return {"field": name or "body", "message": f"{name or 'body'} must be {wording.kind(cause.type)}"}
+    if isinstance(cause, DeserializeError) or isinstance(error, DeserializeError):
+        return {"field": name or "body", "message": f"{name or 'the body'} could not be read: send JSON"}
+    rule = getattr(error, "validator", None)
+    path = [str(part) for part in getattr(error, "absolute_path", None) or []]
+    if rule is None:  # nothing a person can act on beyond the field: say that much
+        field = _dotted(([parent] if parent else []) + path) or "body"
+        return {"field": field, "message": f"{field} is not valid"}
+    if rule == "required":
+        missing = wording.missing_property(error.instance, error.validator_value)
+        path += [missing] if missing else []
+    field = _dotted(([parent] if parent else []) + path) or "body"
+    return {"field": field, "message": wording.describe(field, rule, error.validator_value, error.schema, error.instance)}
 
 
 def _flatten(errors: list[Any], parent: str | None = None) -> list[dict[str, Any]]:
@@ -53,21 +70,19 @@ def _flatten(errors: list[Any], parent: str | None = None) -> list[dict[str, Any
         if schema_errors:
             flat += _flatten(list(schema_errors), getattr(error, "name", None) or parent)
             continue
-        message = str(cause) if cause is not None else str(getattr(error, "message", error))
-        # Some messages quote the value, which may be a whole upload: keep the answer small.
-        if len(message) > MAX_MESSAGE_CHARS:
-            message = message[:MAX_MESSAGE_CHARS] + "…"
-        flat.append({"field": _field_of(error, parent) or "body", "message": message})
+        item = _plain(error, parent)
+        item["message"] = item["message"][:MAX_MESSAGE_CHARS]
+        flat.append(item)
     return flat
 
 
 @exception_view_config(RequestValidationError, renderer="json")
 def request_invalid(exc: RequestValidationError, request: Request) -> Any:
     errors = _flatten(list(exc.errors))
-    summary = "; ".join(f"{item['field']}: {item['message']}" for item in errors[:5])
-    code = "malformed_body" if any("Failed to deserialize" in item["message"] for item in errors) else "invalid_request"
+    summary = "; ".join(item["message"] for item in errors[:5])
+    code = "malformed_body" if any("could not be read" in item["message"] for item in errors) else "invalid_request"
     details = {"field": errors[0]["field"] if errors else None, "errors": errors}
-    return _answer(request, 400, error_body(code, summary or "request is not valid", details))
+    return _answer(request, 400, error_body(code, summary or "the request is not valid", details))
 
 
 @exception_view_config(ResponseValidationError, renderer="json")
@@ -80,8 +95,14 @@ def response_invalid(exc: ResponseValidationError, request: Request) -> Any:
 def forbidden(exc: HTTPException, request: Request) -> Any:
     if request.identity is None:
         request.response.headers["WWW-Authenticate"] = 'Bearer realm="warehouse"'
-        return _answer(request, 401, error_body("unauthorized", "a valid 'Authorization: Bearer TOKEN' is required"))
-    return _answer(request, 403, error_body("forbidden", "this token's role may not do that"))
+        given = "no" if not request.headers.get("Authorization") else "an unknown"
+        return _answer(request, 401, error_body(
+            "unauthorized", f"the Authorization header carries {given} token: send 'Authorization: Bearer TOKEN'",
+            {"field": "Authorization"}))
+    role = request.identity["role"]
+    return _answer(request, 403, error_body(
+        "forbidden", f"the token in the Authorization header is a {role}'s, and a {role} may not do this",
+        {"field": "Authorization", "role": role}))
 
 
 @notfound_view_config(renderer="json")

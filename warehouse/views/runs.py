@@ -35,7 +35,7 @@ def start_run(request: Request) -> dict[str, Any]:
     body = request.openapi_validated.body
     operation = body["operation"]
     if operation not in operations.names():
-        raise FieldError("operation", f"unknown operation {operation!r}; known: {', '.join(operations.names())}", 422)
+        raise FieldError("operation", f"operation {operation!r} is not known (known: {', '.join(operations.names())})", 422)
     try:
         run = ledger.create_run(
             request.dbsession,
@@ -82,8 +82,8 @@ def run_id_in_path(request: Request) -> int:
     run_id = parse_run_id(raw)
     if run_id is not None:
         return run_id
-    message = f"{raw!r} is not a run id (an integer from 1 to {MAX_RUN_ID})"
-    raise ApiError(400, "invalid_request", f"id: {message}", {"field": "id", "errors": [{"field": "id", "message": message}]})
+    message = f"id must be a run id, a whole number from 1 to {MAX_RUN_ID:,}"
+    raise ApiError(400, "invalid_request", message, {"field": "id", "errors": [{"field": "id", "message": message}]})
 
 
 # openapi=False: the one thing to check is {id}, and openapi-core's per-request checking of it was a
