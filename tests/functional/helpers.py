@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,8 +47,24 @@ def nothing_written_or_sent(db: Any, sent: list[Sent]) -> Iterator[None]:
     assert sent == []
 
 
+# What a validator's own words look like: a regular expression, or a schema keyword. None of it may
+# reach a person (warehouse/wording.py); assert_error checks every error message the suite sees.
+SCHEMA_SPEAK = re.compile(
+    r"\(\?[!=:]|\[\^|\$\(|\{\d+,\d*\}"  # regex: (?! [^ $( {0,63} (a value's repr may show \x00: fine)
+    r"|\b(?:additionalProperties|minLength|maxLength|minItems|maxItems|oneOf|anyOf|allOf|multipleOf|exclusiveM\w+)\b"
+    r"|does not match|is not of type|is a required property|must contain \[|must not contain \{|properties\b"
+    r"|is less than the minimum|is greater than the maximum|Failed to (?:cast|deserialize)|Additional properties"
+)
+
+
+def assert_plain(message: str) -> None:
+    """``message`` speaks to a person: no regular expression, no schema keyword."""
+    found = SCHEMA_SPEAK.search(message)
+    assert found is None, f"an error message speaks schema ({found.group(0)!r}): {message}"
+
+
 def assert_error(response: TestResponse, status: int, code: str | None = None, field: str | None = None) -> dict:
-    """The response is ``status`` with the one error shape; its ``error`` object."""
+    """The response is ``status`` with the one error shape, its message in plain words; its ``error`` object."""
     assert response.status_int == status
     assert response.content_type == "application/json"
     body = response.json
@@ -56,6 +73,9 @@ def assert_error(response: TestResponse, status: int, code: str | None = None, f
     assert set(error) == {"code", "message", "details"}
     assert isinstance(error["code"], str) and error["code"]
     assert isinstance(error["message"], str) and error["message"]
+    assert_plain(error["message"])
+    for item in (error["details"] or {}).get("errors", []) if isinstance(error["details"], dict) else []:
+        assert_plain(item["message"])
     if code is not None:
         assert error["code"] == code
     if field is not None:
