@@ -7,6 +7,7 @@ from warehouse.settings import load_settings
 from .app import make_celery
 
 if not os.environ.get("WAREHOUSE_INI"):
-    raise RuntimeError("Set WAREHOUSE_INI to the ini file to build the Celery app from, e.g. production.ini")
+    # SystemExit, not an exception: `celery -A tasks ...` then prints this one line, not a traceback.
+    raise SystemExit("warehouse: set WAREHOUSE_INI to the ini file to build the Celery app from, e.g. WAREHOUSE_INI=production.ini celery -A tasks worker")
 
 app = make_celery(load_settings(os.environ["WAREHOUSE_INI"]))

@@ -246,18 +246,17 @@ def test_resume_re_sends_abandoned_chunks_but_not_finished_ones(
     assert None not in stock_values(db, ids[5:])
 
 
-def test_resume_a_cancelling_run_sends_only_its_callback(
-    testapp: TestApp, operator: dict, db: Any, sent: list[Sent], warehouse: Warehouse, wait_for_run: Any
+def test_resume_of_a_cancelling_run_is_409_for_a_cancel_is_final(
+    testapp: TestApp, operator: dict, db: Any, sent: list[Sent], warehouse: Warehouse
 ) -> None:
     run_id = add_active_run(db, warehouse.id, fake_chunks(2), status=RunStatus.CANCELLING)
 
-    run = testapp.post_json(f"/api/runs/{run_id}/resume", None, headers=operator, status=202).json
+    with nothing_written_or_sent(db, sent):
+        response = testapp.post_json(f"/api/runs/{run_id}/resume", None, headers=operator, status=409)
 
-    assert run["resumed"] == {"restarted": False, "chunks_sent": 0}
-    assert [(call.name, call.args) for call in sent] == [("processFinished", [[], run_id])]
-    ended = wait_for_run(testapp, run_id)
-    assert ended["status"] == "cancelled"
-    assert ended["chunks"]["skipped"] == 2
+    error = assert_error(response, 409, "run_cancelling", field="id")
+    assert error["message"] == f"run {run_id} is being cancelled, and a cancel is final: it ends by itself"
+    assert error["details"]["status"] == "cancelling"
 
 
 @pytest.mark.parametrize("status", ENDED)

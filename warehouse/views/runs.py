@@ -117,6 +117,11 @@ def cancel_run(request: Request) -> dict[str, Any]:
 @view_config(route_name="api.run.resume", request_method="POST", permission=OPERATE, openapi=True, renderer="json")
 def resume_run(request: Request) -> dict[str, Any]:
     run, code = run_or_404(request, int(request.openapi_validated.parameters.path["id"]))
+    if run.status == RunStatus.CANCELLING:
+        # A cancel is final: nothing of the run may start again, and it ends by itself (the workers'
+        # sweep sends its end again if that was lost). The reconciler still resumes such a run's callback.
+        raise ApiError(409, "run_cancelling", f"run {run.id} is being cancelled, and a cancel is final: it ends by itself",
+                       {"field": "id", "status": run.status})
     settings = request.registry.settings
     stale_after = float(settings.get("warehouse.reconcile_stale_after_seconds", 300))
     try:
