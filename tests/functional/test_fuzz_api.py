@@ -48,6 +48,7 @@ from sqlalchemy import func, select
 from webtest import TestApp
 
 from tests.conftest import OPERATOR_TOKEN, TERMINAL_RUN_STATUSES, bearer, wait_for_run
+from tests.functional.helpers import SCHEMA_SPEAK
 from warehouse.models import ChunkStatus, Run, RunChunk, RunItemFailure, RunStatus, Warehouse
 
 pytestmark = pytest.mark.timeout(600)
@@ -255,6 +256,19 @@ def _describe(case: Any) -> str:
     return " ".join(parts)
 
 
+def schema_speak(response: Any) -> str | None:
+    """The regular expression or schema keyword an error answer's messages show, if any."""
+    if response.status_code < 400 or "json" not in response.headers.get("Content-Type", ""):
+        return None
+    error = (response.json() or {}).get("error") or {}
+    details = error.get("details") if isinstance(error.get("details"), dict) else {}
+    for message in [error.get("message", ""), *(item.get("message", "") for item in details.get("errors", []))]:
+        found = SCHEMA_SPEAK.search(str(message))
+        if found:
+            return found.group(0)
+    return None
+
+
 class Fuzzer:
     """Runs each operation's cases through the app and collects what breaks the document."""
 
@@ -297,6 +311,9 @@ class Fuzzer:
             except FailureGroup as group:  # one or more checks failed
                 for failure in group.exceptions:
                     self.record(operation.label, mode, f"{failure.code} {failure.title}", case, response)
+            speak = schema_speak(response)
+            if speak:
+                self.record(operation.label, mode, f"an error message speaks schema ({speak!r})", case, response)
 
         fuzz()
 
