@@ -37,3 +37,9 @@ def test_web_migrates_before_serving_on_6543() -> None:
     web = load_compose()["services"]["web"]
     assert "initialize_warehouse_db production.ini" in web["command"]
     assert "6543:6543" in web["ports"]
+
+
+def test_workers_send_the_task_events_flower_shows() -> None:
+    services = load_compose()["services"]
+    assert "flower" in services["flower"]["command"]
+    assert "-E" in services["worker"]["command"].split()
