@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .models import Run, RunChunk, RunStatus, Warehouse
+from decimal import Decimal
+
+from .models import Product, Run, RunChunk, RunStatus, Shipment, Warehouse
 
 TERMINAL_RUN_STATUSES = frozenset(
     {RunStatus.SUCCEEDED, RunStatus.PARTIALLY_FAILED, RunStatus.FAILED, RunStatus.CANCELLED}
@@ -112,4 +114,35 @@ def worker_json(worker: Any) -> dict[str, Any]:
             }
             for chunk in worker.running
         ],
+    }
+
+
+def money(value: Decimal | None) -> str | None:
+    """Money as the API answers it: a decimal string with two places ("2.50"), never a float."""
+    return None if value is None else f"{Decimal(value):.2f}"
+
+
+def product_json(product: Product) -> dict[str, Any]:
+    return {
+        "sku": product.sku,
+        "name": product.name,
+        "qty_on_hand": product.qty_on_hand,
+        "unit_cost": money(product.unit_cost),
+        "reorder_point": product.reorder_point,
+        "stock_value": money(product.stock_value),
+        "needs_reorder": product.needs_reorder,
+    }
+
+
+def shipment_json(shipment: Shipment) -> dict[str, Any]:
+    label = None
+    if shipment.label_id is not None:
+        label = {"label_id": shipment.label_id, "tracking_number": shipment.tracking_number, "label_url": shipment.label_url}
+    return {
+        "reference": shipment.reference,
+        "ship_to": shipment.ship_to,
+        "weight_grams": shipment.weight_grams,
+        "shipping_date": shipment.shipping_date.isoformat(),
+        "label": label,
+        "label_error": shipment.label_error,
     }

@@ -12,8 +12,8 @@ from .errors import error_body
 API_ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("api.warehouses", "/api/warehouses", ("POST",)),
     ("api.warehouse", "/api/warehouses/{code}", ("GET",)),
-    ("api.warehouse.products", "/api/warehouses/{code}/products", ("POST",)),
-    ("api.warehouse.shipments", "/api/warehouses/{code}/shipments", ("POST",)),
+    ("api.warehouse.products", "/api/warehouses/{code}/products", ("GET", "POST")),
+    ("api.warehouse.shipments", "/api/warehouses/{code}/shipments", ("GET", "POST")),
     ("api.warehouse.runs", "/api/warehouses/{code}/runs", ("POST",)),
     ("api.runs", "/api/runs", ("GET",)),
     ("api.run", "/api/runs/{id}", ("GET",)),

@@ -265,6 +265,8 @@ def bystander(session_factory: sessionmaker[Session]) -> dict[str, Any]:
 # is: a code no warehouse can have is then not found (404, naming the code) rather than invalid (400).
 CODE_ROUTES = [
     ("GET", "/api/warehouses/{code}", None, (400,)),
+    ("GET", "/api/warehouses/{code}/products", None, (400,)),
+    ("GET", "/api/warehouses/{code}/shipments", None, (400,)),
     ("POST", "/api/warehouses/{code}/products", [product("P-1")], (400, 404)),
     ("POST", "/api/warehouses/{code}/shipments", [shipment_row("S-1")], (400, 404)),
     ("POST", "/api/warehouses/{code}/runs", {"operation": "valuation"}, (400,)),
@@ -970,3 +972,19 @@ def test_numbers_in_csv_are_plain_ascii_digits(
         response = send(testapp, "POST", f"/api/warehouses/{stocked.code}/products",
                         f"sku,qty_on_hand,unit_cost\nCSV-1,{cell},1\n".encode(), operator, "text/csv")
         refused(response, 400, "[0].qty_on_hand")
+
+
+# --- the read-back routes' filters -------------------------------------------------------------------
+
+@pytest.mark.parametrize("route", ["products", "shipments"])
+@pytest.mark.parametrize("value", values(IDENTIFIER_ATTACKS), ids=ids(IDENTIFIER_ATTACKS))
+def test_a_hostile_filter_of_a_read_back_is_400_naming_it(
+    route: str, value: str, testapp: TestApp, viewer: dict, db: Database, sent: list[Sent], stocked: Warehouse
+) -> None:
+    name = "sku" if route == "products" else "reference"
+    with unchanged(db, sent, stocked):
+        response = testapp.get(f"/api/warehouses/{stocked.code}/{route}", params={name: value}, headers=viewer, expect_errors=True)
+    if response.status_int == 200:  # a value that is a valid identifier after all: it finds nothing
+        assert response.json[route] == []
+    else:
+        refused(response, 400, name)

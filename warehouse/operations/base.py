@@ -47,6 +47,10 @@ class Operation(abc.ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    # The table column that names an item to a person (a product's sku, a shipment's reference), for
+    # the run's failures; None lists items by id alone. A Column, not the ORM attribute: an attribute
+    # on a class is a descriptor, which would read it from the operation instance.
+    item_key: ClassVar[Any] = None
 
     @abc.abstractmethod
     def item_ids(self, warehouse_id: int, today: dt.date) -> Select[tuple[int]]:

@@ -27,6 +27,7 @@ shipments = Shipment.__table__
 
 class ShippingLabels(Operation):
     name = "shipping_labels"
+    item_key = shipments.c.reference
     description = "Buy a carrier label for each shipment due in the next 14 days that has none."
 
     def item_ids(self, warehouse_id: int, today: dt.date) -> Select[tuple[int]]:

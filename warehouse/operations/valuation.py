@@ -25,6 +25,7 @@ def _summary_of(rows: Any) -> Select[Any]:
 
 class Valuation(Operation):
     name = "valuation"
+    item_key = Product.__table__.c.sku
     description = "Set each product's stock value and reorder flag; sum the warehouse's stock value."
 
     def __init__(self) -> None:

@@ -160,9 +160,25 @@ def run_failures(request: Request) -> dict[str, Any]:
     )
     more = len(items) > limit
     items = items[:limit]
+    names = _item_names(request, run.operation, [item.item_id for item in items])
     return {
         "run_id": run.id,
         "chunks": [failed_chunk_json(chunk) for chunk in chunks],
-        "items": [{"item_id": item.item_id, "chunk_id": item.chunk_id, "error": item.error} for item in items],
+        "items": [
+            {"item_id": item.item_id, "item": names.get(item.item_id), "chunk_id": item.chunk_id, "error": item.error}
+            for item in items
+        ],
         "next_cursor": encode_cursor(items[-1].id) if more else None,
     }
+
+
+def _item_names(request: Request, operation_name: str, item_ids: list[int]) -> dict[int, str]:
+    """Item id → its sku or reference (the operation's ``item_key``), for the ids that still exist."""
+    try:
+        key = operations.get(operation_name).item_key
+    except KeyError:  # an operation this process does not know (any more)
+        return {}
+    if key is None or not item_ids:
+        return {}
+    ids = key.table.c.id
+    return dict(request.dbsession.execute(select(ids, key).where(ids.in_(item_ids))).all())
