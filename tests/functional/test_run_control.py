@@ -344,7 +344,8 @@ def test_failures_lists_every_failed_item_with_its_error(
     chunk_ids = {chunk.id for chunk in stored_chunks(db, run_id)}
     assert sorted(item["item_id"] for item in body["items"]) == sorted(failing)
     for item in body["items"]:
-        assert set(item) == {"item_id", "chunk_id", "error"}
+        assert set(item) == {"item_id", "item", "chunk_id", "error"}
+        assert item["item"] is None  # the probe operation names no item_key: its items go by id alone
         assert item["error"] == f"item {item['item_id']} refused"
         assert item["chunk_id"] in chunk_ids
 
