@@ -19,6 +19,8 @@ requires = [
     "pyramid_retry>=2.1",
     "pyramid_tm>=2.5",
     "PyYAML>=6",
+    # Swagger UI's files, for the API explorer at /api/docs (served by the app, no CDN).
+    "swagger-ui-bundle>=1.1",
     "tqdm>=4.60",
     "redis>=5",
     "SQLAlchemy>=2.0,<2.2",

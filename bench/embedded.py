@@ -33,7 +33,6 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` and the project
 
 from bench import common, status
 from bench.common import BenchError, Environment, Result, log
-from warehouse import scratch
 
 NAME = "embedded"
 SMALL, BIG = 500, 20_000
@@ -98,21 +97,10 @@ def ledger_seconds(run: dict[str, Any]) -> float:
 
 @contextmanager
 def pserve(env: Environment, ini: Path, port: int) -> Iterator[status.Server]:
-    log_path = env.work_dir / "pserve-embedded.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen([str(BIN / "pserve"), str(ini)], cwd=common.REPO_ROOT, stdin=subprocess.DEVNULL,
-                                   stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=scratch.parent_death_signal())
-    server = status.Server("pserve development.ini", process, port, log_path)
-    try:
+    with status.served("pserve development.ini", [str(BIN / "pserve"), str(ini)], port,
+                       env.work_dir / "pserve-embedded.log") as server:
         status.wait_until_answering(server, "/api/warehouses/small", env.viewer_token)
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
 
 
 def run(env: Environment, *, repeats: int = REPEATS, big: int = BIG) -> Result:

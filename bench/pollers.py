@@ -85,22 +85,9 @@ def pserve(env: Environment, ini: Path) -> Iterator[tuple[status.Server, str]]:
     """``pserve INI`` (as production runs it) on a free port; terminated (then killed) afterwards."""
     port = status.free_port()
     served, settings = listening_on(ini, port)
-    log_path = env.work_dir / "pserve.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("pserve")), str(served)],
-            cwd=common.REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            preexec_fn=scratch.parent_death_signal(),  # gone with us if we die without cleaning up
-        )
-    try:
-        yield status.Server("pserve", process, port, log_path), settings
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
+    with status.served("pserve", [str(Path(sys.executable).with_name("pserve")), str(served)], port,
+                       env.work_dir / "pserve.log") as server:
+        yield server, settings
 
 
 def established(port: int) -> int:

@@ -144,16 +144,18 @@ def waitress_server(env: Environment, name: str, factory: str, ini: Path, thread
     command = [sys.executable, "-m", "waitress", f"--listen={HOST}:{port}", f"--threads={threads}", "--call", factory]
     pythonpath = os.pathsep.join(filter(None, [str(common.REPO_ROOT), os.environ.get("PYTHONPATH")]))
     environ = dict(os.environ, PYTHONPATH=pythonpath, PYTHONUNBUFFERED="1", **{INI_VARIABLE: str(ini)})
-    log_path = env.work_dir / f"server-{name}.log"
+    with served(name, command, port, env.work_dir / f"server-{name}.log", env=environ) as server:
+        yield server
+
+
+@contextmanager
+def served(name: str, command: list[str], port: int, log_path: Path, **popen: Any) -> Iterator[Server]:
+    """``command``, a server listening on ``port``, its output in ``log_path``; terminated (then
+    killed) afterwards, and gone with this process if it dies without cleaning up."""
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            command,
-            cwd=common.REPO_ROOT,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=scratch.parent_death_signal(),  # gone with us if we die without cleaning up
+            command, cwd=common.REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            preexec_fn=scratch.parent_death_signal(), **popen,
         )
     try:
         yield Server(name, process, port, log_path)

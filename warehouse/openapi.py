@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import swagger_ui_bundle
 import yaml
 from pyramid.config import Configurator
 from pyramid.request import Request
@@ -36,6 +37,12 @@ def includeme(config: Configurator) -> None:
     spec = load_spec()
     config.include("pyramid_openapi3")
     config.pyramid_openapi3_spec(str(SPEC_PATH), route="/api/openapi.yaml", route_name="api.openapi.yaml")
+    # The document readable in a browser: Swagger UI, its files from the swagger-ui-bundle package.
+    config.add_static_view(name="api/docs/assets", path=str(swagger_ui_bundle.swagger_ui_path))
+    config.pyramid_openapi3_add_explorer(
+        route="/api/docs", route_name="api.docs", template="warehouse:templates/api_docs.html",
+        ui_config={"url": "/api/openapi.json", "layout": "BaseLayout", "tryItOutEnabled": False},
+    )
     spec_json = json.dumps(spec, indent=2)
 
     def openapi_json(request: Request) -> Response:

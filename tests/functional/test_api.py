@@ -489,7 +489,8 @@ def api_routes(wsgi_app: Router) -> set[str]:
     return {
         route.pattern
         for route in mapper.get_routes()
-        if route.pattern.startswith("/api/") and not route.pattern.startswith("/api/openapi.")
+        # All but the document itself and its explorer (/api/docs), which are pages about the API.
+        if route.pattern.startswith("/api/") and not route.pattern.startswith(("/api/openapi.", "/api/docs"))
     }
 
 
