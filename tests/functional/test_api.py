@@ -506,7 +506,9 @@ def test_openapi_document_describes_every_api_route(testapp: TestApp, wsgi_app: 
 ROUTES = [
     ("POST", "/api/warehouses", {"code": "auth-test", "name": "x"}, "operator"),
     ("GET", "/api/warehouses/{code}", None, "viewer"),
+    ("GET", "/api/warehouses/{code}/products", None, "viewer"),
     ("POST", "/api/warehouses/{code}/products", [product("AUTH")], "operator"),
+    ("GET", "/api/warehouses/{code}/shipments", None, "viewer"),
     ("POST", "/api/warehouses/{code}/shipments", [shipment("AUTH")], "operator"),
     ("POST", "/api/warehouses/{code}/runs", {"operation": "valuation"}, "operator"),
     ("GET", "/api/runs", None, "viewer"),
