@@ -115,7 +115,8 @@ def json_answer(body: bytes) -> Response:
 
 def parse_run_id(raw: str) -> int | None:
     """``"42"`` → 42; None for what the document's RunId refuses."""
-    if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_RUN_ID:
+    # At most 10 digits before int(): Python refuses to convert more than 4,300 (a ValueError, a 500).
+    if len(raw.lstrip("0")) <= 10 and raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_RUN_ID:
         return int(raw)
     return None
 

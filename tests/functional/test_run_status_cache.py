@@ -56,7 +56,7 @@ def test_an_unknown_run_is_404_every_time(cached: TestApp, viewer: dict, db: Any
         assert_error(cached.get(f"/api/runs/{missing}", headers=viewer, status=404), 404, "run_not_found", field="id")
 
 
-@pytest.mark.parametrize("raw", ["0", "-1", "abc", "1.5", "2147483648", "%D9%A3", "1e3", "%201"])
+@pytest.mark.parametrize("raw", ["0", "-1", "abc", "1.5", "2147483648", "%D9%A3", "1e3", "%201", "9" * 5000])
 def test_an_id_that_is_not_a_run_id_is_400_naming_it(cached: TestApp, testapp: TestApp, viewer: dict, raw: str) -> None:
     for app in (cached, testapp):
         assert_error(app.get(f"/api/runs/{raw}", headers=viewer, status=400), 400, "invalid_request", field="id")
