@@ -22,6 +22,8 @@ KINDS = {
     "object": "an object",
     "null": "null",
 }
+# A number's bounds, by the rule that sets them: "<field> must be at least 1".
+BOUNDS = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than", "exclusiveMaximum": "less than"}
 FORMATS = {"date": "a date written YYYY-MM-DD", "date-time": "a date and time (ISO 8601)"}
 
 
@@ -46,14 +48,8 @@ def describe(field: str, rule: str, rule_value: Any, schema: Mapping[str, Any], 
         return f"{field} is required"
     if rule == "type":
         return f"{field} must be {kind(rule_value)}"
-    if rule == "minimum":
-        return f"{field} must be at least {_number(rule_value)}"
-    if rule == "maximum":
-        return f"{field} must be at most {_number(rule_value)}"
-    if rule == "exclusiveMinimum":
-        return f"{field} must be more than {_number(rule_value)}"
-    if rule == "exclusiveMaximum":
-        return f"{field} must be less than {_number(rule_value)}"
+    if rule in BOUNDS:
+        return f"{field} must be {BOUNDS[rule]} {_number(rule_value)}"
     if rule == "minLength":
         return f"{field} may not be empty" if rule_value == 1 else f"{field} must be at least {rule_value} characters long"
     if rule == "maxLength":
