@@ -15,6 +15,8 @@ requires = [
     # worker's slots come back by themselves).
     "py-redis-semaphore>=0.2,<0.3",
     "pyramid>=2.0",
+    # The pages people watch (warehouse/pages/): Jinja2 templates, as the Pyramid starter renders them.
+    "pyramid_jinja2>=2.10",
     "pyramid_openapi3>=0.19",
     "pyramid_retry>=2.1",
     "pyramid_tm>=2.5",
@@ -34,6 +36,9 @@ requires = [
 tests_require = [
     # Drives the carrier client through in-process transports (tests/httpx_transport.py).
     "httpx>=0.27",
+    # Drives Debian's chromium (/usr/bin/chromium) in the browser tests (tests/browser/); never
+    # downloads a browser of its own.
+    "playwright>=1.50",
     "pytest>=8",
     "pytest-timeout>=2.3",
     # Fuzzes the live app against its own OpenAPI document (tests/functional/test_fuzz_api.py);
@@ -53,7 +58,7 @@ setup(
     description="Batch jobs over a warehouse's products and shipments, fanned out to Celery workers",
     packages=find_packages(exclude=["tests", "tests.*"]),
     include_package_data=True,
-    package_data={"warehouse": ["openapi.yaml", "templates/*", "migrations/*.py", "migrations/script.py.mako", "migrations/versions/*.py"]},
+    package_data={"warehouse": ["openapi.yaml", "templates/*", "templates/pages/*", "static/*", "static/vendor/*", "migrations/*.py", "migrations/script.py.mako", "migrations/versions/*.py"]},
     zip_safe=False,
     python_requires=">=3.11",
     install_requires=requires,
