@@ -72,6 +72,8 @@ def run_json(run: Run, warehouse_code: str) -> dict[str, Any]:
         "started_at": isoformat(run.started_at),
         "finished_at": isoformat(run.finished_at),
         "eta_seconds": eta_seconds(run),
+        "redrive_count": run.redrive_count or 0,
+        "redriven_at": isoformat(run.redriven_at),
         "result": run.result,
         "error": run.error,
         "links": {"self": f"/api/runs/{run.id}", "page": f"/runs/{run.id}"},

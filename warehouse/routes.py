@@ -19,6 +19,7 @@ API_ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("api.run", "/api/runs/{id}", ("GET",)),
     ("api.run.cancel", "/api/runs/{id}/cancel", ("POST",)),
     ("api.run.resume", "/api/runs/{id}/resume", ("POST",)),
+    ("api.run.redrive", "/api/runs/{id}/redrive", ("POST",)),
     ("api.run.failures", "/api/runs/{id}/failures", ("GET",)),
     ("api.workers", "/api/workers", ("GET",)),
     ("api.health", "/api/health", ("GET",)),

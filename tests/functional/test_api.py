@@ -431,7 +431,8 @@ def test_get_run_has_the_documented_shape(
 
     assert set(run) == {
         "id", "warehouse", "operation", "status", "chunk_size", "tolerated_failure_percent", "chunks", "items",
-        "created_at", "cancel_requested_at", "started_at", "finished_at", "eta_seconds", "result", "error", "links",
+        "created_at", "cancel_requested_at", "started_at", "finished_at", "eta_seconds", "redrive_count",
+        "redriven_at", "result", "error", "links",
     }
     assert (run["id"], run["warehouse"], run["operation"], run["status"]) == (
         started["id"], warehouse.code, "valuation", "succeeded",
@@ -515,6 +516,7 @@ ROUTES = [
     ("GET", "/api/runs/{run_id}", None, "viewer"),
     ("POST", "/api/runs/{run_id}/cancel", None, "operator"),
     ("POST", "/api/runs/{run_id}/resume", None, "operator"),
+    ("POST", "/api/runs/{run_id}/redrive", None, "operator"),
     ("GET", "/api/runs/{run_id}/failures", None, "viewer"),
     ("GET", "/api/workers", None, "viewer"),
 ]

@@ -4,7 +4,8 @@
 - ``claims``: a chunk task taking hold of its chunk (or leaving it alone);
 - ``outcomes``: the chunk's work and outcome, fenced by its attempt number;
 - ``finishing``: the run's result and terminal status, written once;
-- ``control``: cancel and resume.
+- ``control``: cancel and resume;
+- ``redrive``: an ended run's failed chunks put back to pending, to be done again in the same run.
 
 Every function takes a session whose transaction the caller owns (a request's, or a task's), so what a
 function changes is committed or rolled back together with the caller's work.
@@ -15,6 +16,7 @@ from .control import ResumePlan, RunEnded, cancel_run, lock_run, prepare_resume,
 from .finishing import FinaliseResult, decide_status, finalise_run
 from .outcomes import do_chunk, fail_chunk
 from .planning import ActiveRunExists, active_run_id, chunk_bounds, create_run, pending_chunks, plan_run, without_jit
+from .redrive import NothingToRedrive, RedrivePlan, RunActive, RunCancelled, prepare_redrive
 from .shared import ChunkBounds, exceeds_threshold, utcnow
 
 __all__ = [
@@ -23,7 +25,11 @@ __all__ = [
     "ChunkLost",
     "ClaimedChunk",
     "FinaliseResult",
+    "NothingToRedrive",
+    "RedrivePlan",
     "ResumePlan",
+    "RunActive",
+    "RunCancelled",
     "RunEnded",
     "active_run_id",
     "cancel_run",
@@ -38,6 +44,7 @@ __all__ = [
     "lock_run",
     "pending_chunks",
     "plan_run",
+    "prepare_redrive",
     "prepare_resume",
     "release_abandoned_chunks",
     "skip_chunk",

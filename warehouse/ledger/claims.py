@@ -26,6 +26,8 @@ class ClaimedChunk:
     operation: str
     planned_on: dt.date
     item_count: int = 0
+    # The summary an earlier attempt recorded, kept by a redrive (ChunkWork.previous_summary).
+    previous_summary: dict[str, Any] | None = None
 
 
 class ChunkLost(Exception):
@@ -102,6 +104,7 @@ _CLAIM_AT_ONCE = (
         RunChunk.end_id,
         RunChunk.attempts,
         RunChunk.item_count,
+        RunChunk.summary,
         _run_fact(Run.warehouse_id),
         _run_fact(Run.operation),
         _run_fact(Run.started_at),
@@ -127,7 +130,7 @@ def _claim_at_once(
     ).one_or_none()
     if claimed is None:
         return None
-    chunk_id, start, end, attempt, item_count, warehouse_id, operation, started_at = claimed
+    chunk_id, start, end, attempt, item_count, summary, warehouse_id, operation, started_at = claimed
     return ClaimedChunk(
         id=chunk_id,
         run_id=run_id,
@@ -138,6 +141,7 @@ def _claim_at_once(
         operation=operation,
         planned_on=(started_at or utcnow()).date(),
         item_count=item_count,
+        previous_summary=summary,
     )
 
 
@@ -179,6 +183,7 @@ def _claim_or_skip(
         operation=run.operation,
         planned_on=(run.started_at or utcnow()).date(),
         item_count=chunk.item_count,
+        previous_summary=chunk.summary,
     )
 
 

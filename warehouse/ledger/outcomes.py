@@ -47,6 +47,7 @@ def do_chunk(session: Session, claimed: ClaimedChunk, settings: Mapping[str, Any
         settings=settings,
         planned_on=claimed.planned_on,
         item_count=claimed.item_count,
+        previous_summary=claimed.previous_summary,
     )
     outcome = operations.get(claimed.operation).process_chunk(work)
     status = ChunkStatus.FAILED if outcome.items_failed and not outcome.items_done else ChunkStatus.DONE

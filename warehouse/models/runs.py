@@ -92,6 +92,9 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
     cancel_requested_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # How often the run's failed (or skipped) chunks were sent again in the same run, and the last time.
+    redrive_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    redriven_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[dt.datetime] = mapped_column(

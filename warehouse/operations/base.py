@@ -26,6 +26,9 @@ class ChunkWork:
     planned_on: dt.date
     # How many items the plan put in this chunk (some may have changed since).
     item_count: int = 0
+    # What this chunk's earlier attempt summed, when a redrive has it done again (None otherwise): an
+    # operation that redoes only what is still undone carries its earlier counts over from it.
+    previous_summary: Mapping[str, Any] | None = None
 
 
 @dataclass

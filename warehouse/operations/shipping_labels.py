@@ -52,9 +52,20 @@ class ShippingLabels(Operation):
         return ChunkOutcome(
             items_done=len(bought) + skipped,
             items_failed=len(refused),
-            summary={"labels_bought": len(bought), "labels_failed": len(refused), "shipments_skipped": skipped},
+            summary=self._summary(work.previous_summary, len(bought), len(refused), skipped),
             failures=[ItemFailure(purchase.shipment_id, purchase.error or "") for purchase in refused],
         )
+
+    @staticmethod
+    def _summary(previous: Mapping[str, Any] | None, bought: int, failed: int, skipped: int) -> dict[str, int]:
+        """This attempt's counts, with a redriven chunk's earlier purchases carried over: the query left
+        out the shipments labelled then, so they are among ``skipped`` now, yet were bought by this run."""
+        bought_before = int((previous or {}).get("labels_bought", 0))
+        return {
+            "labels_bought": bought_before + bought,
+            "labels_failed": failed,
+            "shipments_skipped": max(0, skipped - bought_before),
+        }
 
     def _orders(self, work: ChunkWork) -> list[LabelOrder]:
         """The chunk's shipments that still need a label, read in a short transaction of its own."""

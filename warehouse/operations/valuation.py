@@ -65,6 +65,8 @@ class Valuation(Operation):
         return select(Product.id).where(Product.warehouse_id == warehouse_id)
 
     def process_chunk(self, work: ChunkWork) -> ChunkOutcome:
+        # The whole chunk every time, redriven or not (work.previous_summary is not needed): valuing a
+        # product twice writes the same value, and the summary is summed from what is written.
         chunk = {"b_warehouse_id": work.warehouse_id, "b_start_id": work.start_id, "b_end_id": work.end_id}
         if work.session.get_bind().dialect.name == "postgresql":
             done, total, reorder = work.session.execute(self._value_and_sum_chunk, chunk).one()

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import datetime as dt
 import json
-from decimal import Decimal
 from typing import Any
 
 from pyramid.request import Request
@@ -10,20 +8,16 @@ from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import select
 
-from tasks.canvas import send_finish, send_resume, send_start
-
-from .. import ledger, operations
-from ..dispatch import after_commit
-from ..errors import ApiError, FieldError
+from .. import operations, run_actions
+from ..errors import ApiError
 from ..idempotency import idempotent
 from ..openapi import validate_response_as_documented
 from ..lookups import run_or_404, warehouse_or_404
-from ..models import ChunkStatus, Run, RunChunk, RunItemFailure, RunStatus, Warehouse
+from ..models import ChunkStatus, Run, RunChunk, RunItemFailure, Warehouse
 from ..pagination import decode_cursor, encode_cursor
 from ..presenters import failed_chunk_json, run_json
 from ..run_status import MAX_RUN_ID, json_answer, parse_run_id, run_status_cache
 from ..security import OPERATE, VIEW
-from ..settings import chunk_size as default_chunk_size
 
 MAX_FAILED_CHUNKS_LISTED = 1000
 
@@ -31,28 +25,17 @@ MAX_FAILED_CHUNKS_LISTED = 1000
 @view_config(route_name="api.warehouse.runs", request_method="POST", permission=OPERATE, openapi=True, renderer="json")
 @idempotent
 def start_run(request: Request) -> dict[str, Any]:
-    warehouse = warehouse_or_404(request, request.matchdict["code"])
     body = request.openapi_validated.body
-    operation = body["operation"]
-    if operation not in operations.names():
-        raise FieldError("operation", f"operation {operation!r} is not known (known: {', '.join(operations.names())})", 422)
-    try:
-        run = ledger.create_run(
-            request.dbsession,
-            warehouse,
-            operation,
-            chunk_size=body.get("chunk_size") or default_chunk_size(request.registry.settings),
-            tolerated_failure_percent=Decimal(str(body.get("tolerated_failure_percent", 0))),
-        )
-    except ledger.ActiveRunExists as exists:
-        raise ApiError(
-            409, "run_active", str(exists), {"field": "operation", "active_run_id": exists.run_id}
-        ) from None
-    request.dbsession.flush()
-    after_commit(request, lambda app: send_start(app, run.id), f"the start of run {run.id}")
+    run, code = run_actions.start_run(
+        request,
+        request.matchdict["code"],
+        body["operation"],
+        chunk_size=body.get("chunk_size"),
+        tolerated_failure_percent=body.get("tolerated_failure_percent", 0),
+    )
     request.response.status_int = 202
     request.response.location = request.route_path("api.run", id=run.id)
-    return run_json(run, warehouse.code)
+    return run_json(run, code)
 
 
 @view_config(route_name="api.runs", request_method="GET", permission=VIEW, openapi=True, renderer="json")
@@ -98,44 +81,29 @@ def get_run(request: Request) -> Response:
     return json_answer(body)
 
 
+def accepted(request: Request, run: Run, code: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """The 202 of cancel, resume and redrive: the run's JSON, and what the action adds to it."""
+    request.response.status_int = 202
+    return {**run_json(run, code), **extra}
+
+
+def validated_run_id(request: Request) -> int:
+    return int(request.openapi_validated.parameters.path["id"])
+
+
 @view_config(route_name="api.run.cancel", request_method="POST", permission=OPERATE, openapi=True, renderer="json")
 def cancel_run(request: Request) -> dict[str, Any]:
-    run, code = run_or_404(request, int(request.openapi_validated.parameters.path["id"]))
-    try:
-        run = ledger.cancel_run(request.dbsession, run.id)
-    except ledger.RunEnded as ended:
-        raise ApiError(409, "run_ended", str(ended), {"field": "id", "status": ended.status}) from None
-    if run.status == RunStatus.CANCELLING:
-        # Its callback skips every chunk that has not started and ends the run once the running
-        # ones finish, without waiting for the queued chunk messages to drain.
-        after_commit(request, lambda app: send_finish(app, run.id), f"the end of run {run.id}")
-    run_status_cache(request).forget(run.id)
-    request.response.status_int = 202
-    return run_json(run, code)
+    return accepted(request, *run_actions.cancel_run(request, validated_run_id(request)))
 
 
 @view_config(route_name="api.run.resume", request_method="POST", permission=OPERATE, openapi=True, renderer="json")
 def resume_run(request: Request) -> dict[str, Any]:
-    run, code = run_or_404(request, int(request.openapi_validated.parameters.path["id"]))
-    if run.status == RunStatus.CANCELLING:
-        # A cancel is final: nothing of the run may start again, and it ends by itself (the workers'
-        # sweep sends its end again if that was lost). The reconciler still resumes such a run's callback.
-        raise ApiError(409, "run_cancelling", f"run {run.id} is being cancelled, and a cancel is final: it ends by itself",
-                       {"field": "id", "status": run.status})
-    settings = request.registry.settings
-    stale_after = float(settings.get("warehouse.reconcile_stale_after_seconds", 300))
-    try:
-        plan = ledger.prepare_resume(
-            request.dbsession, run.id, claimed_before=ledger.utcnow() - dt.timedelta(seconds=stale_after)
-        )
-    except ledger.RunEnded as ended:
-        raise ApiError(409, "run_ended", str(ended), {"field": "id", "status": ended.status}) from None
-    after_commit(request, lambda app: send_resume(app, plan), f"resume of run {run.id}")
-    run_status_cache(request).forget(run.id)
-    request.response.status_int = 202
-    document = run_json(run, code)
-    document["resumed"] = {"restarted": plan.restart, "chunks_sent": len(plan.chunks)}
-    return document
+    return accepted(request, *run_actions.resume_run(request, validated_run_id(request)))
+
+
+@view_config(route_name="api.run.redrive", request_method="POST", permission=OPERATE, openapi=True, renderer="json")
+def redrive_run(request: Request) -> dict[str, Any]:
+    return accepted(request, *run_actions.redrive_run(request, validated_run_id(request)))
 
 
 @view_config(route_name="api.run.failures", request_method="GET", permission=VIEW, openapi=True, renderer="json")

@@ -1,0 +1,127 @@
+"""Redrive: a run that ended with failures gets its failed chunks (and the chunks it skipped once past
+its failure threshold) done again, in the same run, as AWS Step Functions redrives an execution.
+
+The chunks that succeeded keep their outcome and are not done again; the redriven ones go back to
+pending, and the run to running, so that the usual claim, outcome and finish decide the run again
+over all of its chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..models import ACTIVE_RUN_STATUSES, ChunkStatus, Run, RunChunk, RunItemFailure, RunStatus
+from .control import lock_run
+from .planning import ActiveRunExists, active_run_id
+from .shared import ChunkBounds, utcnow
+
+
+class RunActive(Exception):
+    def __init__(self, run_id: int, status: str) -> None:
+        super().__init__(
+            f"run {run_id} has not ended (it is {status}), and only a run that has ended can be redriven"
+        )
+        self.status = status
+
+
+class RunCancelled(Exception):
+    def __init__(self, run_id: int) -> None:
+        super().__init__(
+            f"run {run_id} was cancelled, and a cancel is final: it is never redriven; start a new run instead"
+        )
+        self.status = RunStatus.CANCELLED
+
+
+class NothingToRedrive(Exception):
+    def __init__(self, run_id: int, status: str) -> None:
+        super().__init__(f"run {run_id} has nothing to redrive: it {status} with no failed chunk or failed item")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RedrivePlan:
+    """The chunks to send again as a chord chained to processFinished, once the redrive commits."""
+
+    run_id: int
+    chunks: tuple[ChunkBounds, ...]
+
+
+def redrivable(run: Run) -> ColumnElement[bool]:
+    """Which chunks of an ended ``run`` a redrive sends again."""
+    chosen = [
+        RunChunk.status == ChunkStatus.FAILED,
+        (RunChunk.status == ChunkStatus.DONE) & (RunChunk.items_failed > 0),
+    ]
+    if run.status == RunStatus.FAILED:
+        # Only a run that stopped early past its threshold skipped chunks for its failures' sake; a
+        # cancelled run's skipped chunks are never redriven (a cancel is final).
+        chosen.append(RunChunk.status == ChunkStatus.SKIPPED)
+    return (RunChunk.run_id == run.id) & or_(*chosen)
+
+
+def prepare_redrive(session: Session, run_id: int) -> RedrivePlan:
+    """Put the run's failed chunks back to pending and the run back to running; the caller sends the
+    plan's chunks after commit. NoResultFound if there is no such run; RunActive, RunCancelled,
+    NothingToRedrive or ActiveRunExists (another run of its operation is active on its warehouse)
+    if it cannot be redriven, with nothing changed."""
+    run = lock_run(session, run_id)
+    if run.status in ACTIVE_RUN_STATUSES:
+        raise RunActive(run_id, run.status)
+    if run.status == RunStatus.CANCELLED:
+        raise RunCancelled(run_id)
+    chosen = redrivable(run)
+    chunks = session.execute(
+        select(RunChunk.id, RunChunk.start_id, RunChunk.end_id).where(chosen).order_by(RunChunk.seq)
+    ).all()
+    if not chunks:
+        raise NothingToRedrive(run_id, run.status)
+    other = active_run_id(session, run.warehouse_id, run.operation)
+    if other is not None:
+        raise ActiveRunExists(other)
+
+    chunk_ids = [chunk.id for chunk in chunks]
+    # The chunk's summary stays: the operation gets it as ChunkWork.previous_summary. Its attempts
+    # keep counting, so a late write of an earlier attempt is still fenced out.
+    session.execute(
+        update(RunChunk)
+        .where(chosen)
+        .values(status=ChunkStatus.PENDING, items_done=0, items_failed=0, error=None, finished_at=None, task_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    # A redriven chunk records its failures again if they recur.
+    session.execute(
+        delete(RunItemFailure).where(RunItemFailure.run_id == run_id, RunItemFailure.chunk_id.in_(chunk_ids))
+    )
+    _recount(session, run)
+    now = utcnow()
+    run.status, run.finished_at, run.result, run.error = RunStatus.RUNNING, None, None, None
+    run.redrive_count = (run.redrive_count or 0) + 1
+    run.redriven_at = run.updated_at = now
+    try:
+        # A savepoint: losing a race on the one-active-run index leaves the caller's transaction usable.
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise ActiveRunExists(active_run_id(session, run.warehouse_id, run.operation) or 0) from None
+    return RedrivePlan(run_id, tuple(ChunkBounds(chunk.start_id, chunk.end_id) for chunk in chunks))
+
+
+def _recount(session: Session, run: Run) -> None:
+    """The run's counters, from the chunks that keep their outcome: the redriven chunks' contributions
+    taken out. Counted rather than subtracted because a chunk failed for good (``fail_chunk``) adds
+    its whole item count to the run's failures but none to its own row's."""
+    done, failed, skipped, items_done, items_failed = session.execute(
+        select(
+            func.count().filter(RunChunk.status == ChunkStatus.DONE),
+            func.count().filter(RunChunk.status == ChunkStatus.FAILED),
+            func.count().filter(RunChunk.status == ChunkStatus.SKIPPED),
+            func.coalesce(func.sum(RunChunk.items_done), 0),
+            func.coalesce(func.sum(RunChunk.items_failed), 0),
+        ).where(RunChunk.run_id == run.id)
+    ).one()
+    run.chunks_done, run.chunks_failed, run.chunks_skipped = done, failed, skipped
+    run.items_done, run.items_failed = items_done, items_failed
