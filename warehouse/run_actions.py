@@ -95,17 +95,11 @@ def redrive_run(request: Request, run_id: int) -> tuple[Run, str, dict[str, Any]
     run, code = run_or_404(request, run_id)
     try:
         plan = ledger.prepare_redrive(request.dbsession, run.id)
-    except ledger.RunActive as active:
-        raise ApiError(409, "run_active", str(active), {"field": "id", "status": active.status}) from None
-    except ledger.RunCancelled as cancelled:
-        raise ApiError(409, "run_cancelled", str(cancelled), {"field": "id", "status": cancelled.status}) from None
-    except ledger.NothingToRedrive as nothing:
-        raise ApiError(409, "nothing_to_redrive", str(nothing), {"field": "id", "status": nothing.status}) from None
-    except ledger.ActiveRunExists as exists:
-        message = f"{exists}, so run {run.id} can be redriven only once that one has ended"
-        raise ApiError(
-            409, "run_active", message, {"field": "id", "status": run.status, "active_run_id": exists.run_id}
-        ) from None
+    except ledger.RedriveRefused as refused:
+        details: dict[str, Any] = {"field": "id", "status": refused.status}
+        if isinstance(refused, ledger.AnotherRunActive):
+            details["active_run_id"] = refused.active_run_id
+        raise ApiError(409, refused.reason, str(refused), details) from None
     after_commit(request, lambda app: send_chunks(app, plan.run_id, plan.chunks), f"the redrive of run {run.id}")
     run_status_cache(request).forget(run.id)
     return run, code, {"redriven": {"chunks_sent": len(plan.chunks)}}

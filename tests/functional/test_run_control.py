@@ -535,7 +535,7 @@ def test_cli_cancel_takes_no_code_or_operation(cli_ini: Path, cli_db: Any) -> No
         # argparse has matched the optional CODE and OPERATION (as absent) before it reaches --cancel.
         (["--cancel", "1", "somewhere"], "unrecognized arguments: somewhere"),
         (["--cancel", "one"], "--cancel: invalid int value"),
-        ([], "CODE and OPERATION are required (or --cancel RUN_ID)"),
+        ([], "CODE and OPERATION are required (or --cancel RUN_ID, or --redrive RUN_ID)"),
     ],
 )
 def test_cli_cancel_arguments_are_checked_before_anything_runs(

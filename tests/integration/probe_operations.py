@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import time
 
-from warehouse.operations import ChunkOutcome, ChunkWork
+from sqlalchemy import ColumnElement, select
+
+from warehouse.models import Product
+from warehouse.operations import ChunkOutcome, ChunkWork, ItemFailure
 from warehouse.operations.valuation import Valuation
 
 CHUNK_DELAY_SETTING = "warehouse.test.chunk_delay_seconds"
@@ -44,3 +47,28 @@ class HoldingValuation(Valuation):
         outcome = super().process_chunk(work)
         time.sleep(float(work.settings.get(HOLD_SETTING, "0.3")))
         return outcome
+
+
+class PickyValuation(Valuation):
+    """The valuation, refusing products whose quantity on hand is negative: each fails with
+    "quantity on hand is negative (-3)" and keeps its old stock value. Upserting those products with a
+    quantity of zero or more fixes them, and a redrive then values them: what the redrive tests need,
+    a fault that a person can fix between the run and its redrive."""
+
+    name = "picky_valuation"
+    description = "The valuation, failing products with a negative quantity on hand (tests only)."
+
+    def products_valued(self) -> tuple[ColumnElement[bool], ...]:
+        return (*super().products_valued(), Product.qty_on_hand >= 0)
+
+    def process_chunk(self, work: ChunkWork) -> ChunkOutcome:
+        valued = super().process_chunk(work)
+        negative = work.session.execute(
+            select(Product.id, Product.qty_on_hand)
+            .where(Product.warehouse_id == work.warehouse_id, self.in_chunk(Product.id, work), Product.qty_on_hand < 0)
+            .order_by(Product.id)
+        ).all()
+        failures = [ItemFailure(item_id, f"quantity on hand is negative ({qty})") for item_id, qty in negative]
+        return ChunkOutcome(
+            items_done=valued.items_done, items_failed=len(failures), summary=valued.summary, failures=failures
+        )

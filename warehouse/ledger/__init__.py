@@ -16,17 +16,27 @@ from .control import ResumePlan, RunEnded, cancel_run, lock_run, prepare_resume,
 from .finishing import FinaliseResult, decide_status, finalise_run
 from .outcomes import do_chunk, fail_chunk
 from .planning import ActiveRunExists, active_run_id, chunk_bounds, create_run, pending_chunks, plan_run, without_jit
-from .redrive import NothingToRedrive, RedrivePlan, RunActive, RunCancelled, prepare_redrive
+from .redrive import (
+    AnotherRunActive,
+    NothingToRedrive,
+    RedrivePlan,
+    RedriveRefused,
+    RunActive,
+    RunCancelled,
+    prepare_redrive,
+)
 from .shared import ChunkBounds, exceeds_threshold, utcnow
 
 __all__ = [
     "ActiveRunExists",
+    "AnotherRunActive",
     "ChunkBounds",
     "ChunkLost",
     "ClaimedChunk",
     "FinaliseResult",
     "NothingToRedrive",
     "RedrivePlan",
+    "RedriveRefused",
     "ResumePlan",
     "RunActive",
     "RunCancelled",

@@ -16,30 +16,62 @@ from sqlalchemy.orm import Session
 
 from ..models import ACTIVE_RUN_STATUSES, ChunkStatus, Run, RunChunk, RunItemFailure, RunStatus
 from .control import lock_run
-from .planning import ActiveRunExists, active_run_id
+from .planning import active_run_id
 from .shared import ChunkBounds, utcnow
 
 
-class RunActive(Exception):
-    def __init__(self, run_id: int, status: str) -> None:
-        super().__init__(
-            f"run {run_id} has not ended (it is {status}), and only a run that has ended can be redriven"
-        )
+class RedriveRefused(Exception):
+    """Why a run cannot be redriven, in a sentence; ``reason`` says it in one word for the API's
+    error code, ``status`` is the run's."""
+
+    reason: str
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
         self.status = status
 
 
-class RunCancelled(Exception):
+class RunActive(RedriveRefused):
+    reason = "run_active"
+
+    def __init__(self, run_id: int, status: str) -> None:
+        super().__init__(
+            f"run {run_id} has not ended (it is {status}), and only a run that has ended can be redriven", status
+        )
+
+
+class RunCancelled(RedriveRefused):
+    reason = "run_cancelled"
+
     def __init__(self, run_id: int) -> None:
         super().__init__(
-            f"run {run_id} was cancelled, and a cancel is final: it is never redriven; start a new run instead"
+            f"run {run_id} was cancelled, and a cancel is final: it is never redriven; start a new run instead",
+            RunStatus.CANCELLED,
         )
-        self.status = RunStatus.CANCELLED
 
 
-class NothingToRedrive(Exception):
+class NothingToRedrive(RedriveRefused):
+    reason = "nothing_to_redrive"
+
     def __init__(self, run_id: int, status: str) -> None:
-        super().__init__(f"run {run_id} has nothing to redrive: it {status} with no failed chunk or failed item")
-        self.status = status
+        super().__init__(
+            f"run {run_id} has nothing to redrive: it ended ({status}) with no failed chunk and no failed item", status
+        )
+
+
+class AnotherRunActive(RedriveRefused):
+    """The run would be active beside another run of its operation on its warehouse, which the
+    database allows only once at a time (``uq_runs_one_active_per_operation``)."""
+
+    reason = "run_active"
+
+    def __init__(self, run_id: int, status: str, active_run_id: int) -> None:
+        super().__init__(
+            f"run {active_run_id} of this operation is still active on this warehouse, so run {run_id} can be "
+            "redriven only once that one has ended",
+            status,
+        )
+        self.active_run_id = active_run_id
 
 
 @dataclass(frozen=True)
@@ -65,9 +97,8 @@ def redrivable(run: Run) -> ColumnElement[bool]:
 
 def prepare_redrive(session: Session, run_id: int) -> RedrivePlan:
     """Put the run's failed chunks back to pending and the run back to running; the caller sends the
-    plan's chunks after commit. NoResultFound if there is no such run; RunActive, RunCancelled,
-    NothingToRedrive or ActiveRunExists (another run of its operation is active on its warehouse)
-    if it cannot be redriven, with nothing changed."""
+    plan's chunks after commit. NoResultFound if there is no such run; a ``RedriveRefused`` if it
+    cannot be redriven (the caller's transaction must then be rolled back)."""
     run = lock_run(session, run_id)
     if run.status in ACTIVE_RUN_STATUSES:
         raise RunActive(run_id, run.status)
@@ -81,7 +112,7 @@ def prepare_redrive(session: Session, run_id: int) -> RedrivePlan:
         raise NothingToRedrive(run_id, run.status)
     other = active_run_id(session, run.warehouse_id, run.operation)
     if other is not None:
-        raise ActiveRunExists(other)
+        raise AnotherRunActive(run_id, run.status, other)
 
     chunk_ids = [chunk.id for chunk in chunks]
     # The chunk's summary stays: the operation gets it as ChunkWork.previous_summary. Its attempts
@@ -97,7 +128,7 @@ def prepare_redrive(session: Session, run_id: int) -> RedrivePlan:
         delete(RunItemFailure).where(RunItemFailure.run_id == run_id, RunItemFailure.chunk_id.in_(chunk_ids))
     )
     _recount(session, run)
-    now = utcnow()
+    now, ended_status = utcnow(), run.status
     run.status, run.finished_at, run.result, run.error = RunStatus.RUNNING, None, None, None
     run.redrive_count = (run.redrive_count or 0) + 1
     run.redriven_at = run.updated_at = now
@@ -106,7 +137,8 @@ def prepare_redrive(session: Session, run_id: int) -> RedrivePlan:
         with session.begin_nested():
             session.flush()
     except IntegrityError:
-        raise ActiveRunExists(active_run_id(session, run.warehouse_id, run.operation) or 0) from None
+        other = active_run_id(session, run.warehouse_id, run.operation) or 0
+        raise AnotherRunActive(run_id, ended_status, other) from None
     return RedrivePlan(run_id, tuple(ChunkBounds(chunk.start_id, chunk.end_id) for chunk in chunks))
 
 

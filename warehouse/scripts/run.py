@@ -1,4 +1,5 @@
-"""``warehouse-run INI CODE OPERATION``: start a run and print it as JSON, optionally waiting for it.
+"""``warehouse-run INI CODE OPERATION``: start a run and print it as JSON, optionally waiting for it;
+``--cancel RUN_ID`` cancels one, ``--redrive RUN_ID`` does an ended run's failed chunks again.
 
 The seed post's management command, as a client of the engine: the work happens in Celery workers
 (or, with development.ini, in a worker inside this process), and this command only starts the run
@@ -11,19 +12,21 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from celery import Celery
 from pyramid.paster import setup_logging
 from pyramid.settings import asbool
 from sqlalchemy import select
 from sqlalchemy.exc import NoResultFound
+from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from tasks.app import make_celery
-from tasks.canvas import send_finish, send_start
+from tasks.canvas import send_chunks, send_finish, send_start
 from warehouse import ledger, operations
 from warehouse.db import make_engine, make_session_factory, transaction
 from warehouse.models import Run, RunStatus, Warehouse
@@ -50,7 +53,8 @@ def percent(text: str) -> Decimal:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="warehouse-run",
-        description="Start a run of OPERATION over warehouse CODE and print it as JSON. "
+        description="Start a run of OPERATION over warehouse CODE (or cancel or redrive run RUN_ID) and print it "
+        "as JSON. "
         "Exit status: 0 if the run succeeded (or was started, without --wait), 1 if it ended otherwise, "
         "2 for bad arguments.",
     )
@@ -60,16 +64,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cancel", metavar="RUN_ID", type=int, help="cancel run RUN_ID instead of starting one (durable: no chunk starts after it)"
     )
+    parser.add_argument(
+        "--redrive", metavar="RUN_ID", type=int,
+        help="redrive run RUN_ID, which has ended: do its failed chunks (and those a failed run skipped) "
+        "again, in the same run",
+    )
     parser.add_argument("--chunk-size", type=positive_chunk_size, help="items per chunk (default: warehouse.chunk_size)")
     parser.add_argument(
         "--tolerated-failure-percent", type=percent, default=Decimal(0), help="failed items allowed, in %% (default 0)"
     )
     parser.add_argument("--wait", action="store_true", help="show progress on stderr until the run ends")
     args = parser.parse_args(argv)
-    if args.cancel is None and not (args.warehouse and args.operation):
-        parser.error("CODE and OPERATION are required (or --cancel RUN_ID)")
-    if args.cancel is not None and (args.warehouse or args.operation):
-        parser.error("--cancel RUN_ID takes no CODE or OPERATION")
+    if args.cancel is not None and args.redrive is not None:
+        parser.error("--cancel and --redrive cannot be given together")
+    for option, run_id in (("--cancel", args.cancel), ("--redrive", args.redrive)):
+        if run_id is not None and (args.warehouse or args.operation):
+            parser.error(f"{option} RUN_ID takes no CODE or OPERATION")
+    if args.cancel is None and args.redrive is None and not (args.warehouse and args.operation):
+        parser.error("CODE and OPERATION are required (or --cancel RUN_ID, or --redrive RUN_ID)")
     return args
 
 
@@ -119,6 +131,54 @@ def cancel(settings: dict[str, Any], run_id: int) -> int:
     return 0
 
 
+def redrive(settings: dict[str, Any], run_id: int, wait: bool) -> int:
+    session_factory = make_session_factory(make_engine(settings))
+    try:
+        with transaction(session_factory) as session:
+            plan = ledger.prepare_redrive(session, run_id)
+            run = session.get_one(Run, run_id)
+            document = run_json(run, session.get_one(Warehouse, run.warehouse_id).code)
+    except NoResultFound:
+        return fail(f"no run with id {run_id}")
+    except ledger.RedriveRefused as refused:
+        return fail(str(refused))
+    return send_and_follow(settings, session_factory, document, lambda app: send_chunks(app, run_id, plan.chunks), wait)
+
+
+def send_and_follow(
+    settings: dict[str, Any],
+    session_factory: sessionmaker[Session],
+    document: dict[str, Any],
+    send: Callable[[Celery], Any],
+    wait: bool,
+) -> int:
+    """Send the run's work (its transaction has committed); print it, or with ``wait`` follow it to its end."""
+    run_id = document["id"]
+    celery_app = make_celery(settings)
+    if asbool(settings.get("celery.embedded_worker", False)):
+        # The in-memory broker lives in this process, so the work does too: start a worker and
+        # stay until the run ends, or nobody would ever do it.
+        from tasks.embedded import start_embedded_worker
+
+        start_embedded_worker(celery_app, concurrency=int(settings.get("celery.embedded_concurrency", 4)))
+        wait = True
+    # Sent after the caller's commit, so the worker finds the run. If this fails the run stays in the
+    # ledger as it was left (pending, or running with pending chunks) until the sweep or the reconciler
+    # sends it.
+    send(celery_app)
+
+    if not wait:
+        print_json(document)
+        return 0
+    try:
+        document = wait_for(session_factory, run_id)
+    except KeyboardInterrupt:
+        print(f"\nstopped watching; run {run_id} goes on (GET /api/runs/{run_id})", file=sys.stderr)
+        return 1
+    print_json(document)
+    return 0 if document["status"] == RunStatus.SUCCEEDED else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.config_uri)
@@ -126,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     operations.register_from_settings(settings)
     if args.cancel is not None:
         return cancel(settings, args.cancel)
+    if args.redrive is not None:
+        return redrive(settings, args.redrive, args.wait)
     if args.operation not in operations.names():
         return fail(f"unknown operation {args.operation!r}; known: {', '.join(operations.names())}")
 
@@ -147,30 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         session.flush()
         run_id = run.id
         document = run_json(run, warehouse.code)
-
-    celery_app = make_celery(settings)
-    wait = args.wait
-    if asbool(settings.get("celery.embedded_worker", False)):
-        # The in-memory broker lives in this process, so the work does too: start a worker and
-        # stay until the run ends, or nobody would ever do it.
-        from tasks.embedded import start_embedded_worker
-
-        start_embedded_worker(celery_app, concurrency=int(settings.get("celery.embedded_concurrency", 4)))
-        wait = True
-    # Sent after the commit above, so the worker finds the run. If this fails the run stays pending
-    # in the ledger until the reconciler starts it.
-    send_start(celery_app, run_id)
-
-    if not wait:
-        print_json(document)
-        return 0
-    try:
-        document = wait_for(session_factory, run_id)
-    except KeyboardInterrupt:
-        print(f"\nstopped watching; run {run_id} goes on (GET /api/runs/{run_id})", file=sys.stderr)
-        return 1
-    print_json(document)
-    return 0 if document["status"] == RunStatus.SUCCEEDED else 1
+    return send_and_follow(settings, session_factory, document, lambda app: send_start(app, run_id), args.wait)
 
 
 if __name__ == "__main__":
