@@ -24,5 +24,6 @@ def main(global_config: dict[str, Any], **settings: Any) -> Router | StatusRepea
         config.include(".openapi")
         config.include(".run_status")
         config.include(".routes")
+        config.include(".pages")
         config.scan(".views")
     return serving_repeats(config.make_wsgi_app())

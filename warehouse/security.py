@@ -1,4 +1,8 @@
-"""Bearer tokens with two roles: ``viewer`` reads, ``operator`` also starts and changes things."""
+"""Tokens with two roles: ``viewer`` reads, ``operator`` also starts and changes things.
+
+An API client presents its token on every request (``Authorization: Bearer TOKEN``); a browser presents
+it once, at ``/login``, and then a session cookie that stands for it (warehouse/sessions.py).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Any
 from pyramid.authorization import ACLHelper, Allow, Authenticated
 from pyramid.config import Configurator
 from pyramid.request import Request
+
+from . import sessions
 
 VIEW = "view"
 OPERATE = "operate"
@@ -38,21 +44,35 @@ def parse_tokens(value: str) -> list[tuple[str, str]]:
     return pairs
 
 
-class BearerTokenSecurityPolicy:
-    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+class TokenSecurityPolicy:
+    """Who is asking: the token of the ``Authorization`` header or, without one, of the session."""
+
+    def __init__(self, tokens: list[tuple[str, str]], session_secret: bytes = b"") -> None:
         self.tokens = [(role, token.encode()) for role, token in tokens]
+        self.session_secret = session_secret
+        self.fingerprints = {sessions.token_fingerprint(session_secret, token): role for role, token in self.tokens}
         self.acl = ACLHelper()
 
     def identity(self, request: Request) -> Mapping[str, str] | None:
-        role = self.role_for(request.headers.get("Authorization", ""))
-        return {"role": role} if role else None
+        authorization = request.headers.get("Authorization")
+        if authorization is not None:  # a header decides alone: a wrong token is not rescued by a cookie
+            role = self.role_for(authorization)
+            return {"role": role, "by": "token"} if role else None
+        if sessions.COOKIE_NAME not in request.cookies:
+            return None
+        role = self.fingerprints.get(request.session.get(sessions.TOKEN_KEY, ""))
+        return {"role": role, "by": "session"} if role else None
 
     def role_for(self, authorization: str) -> str | None:
         """The role of the token an ``Authorization`` header presents, or None."""
         scheme, _, presented = authorization.partition(" ")
         if scheme.lower() != "bearer" or not presented:
             return None
-        presented_bytes = presented.strip().encode()
+        return self.role_of_token(presented.strip())
+
+    def role_of_token(self, presented: str) -> str | None:
+        """The role of a token as a person typed it, or None."""
+        presented_bytes = presented.encode()
         role_found = None
         # Compare against every token in constant time, without stopping at the first match,
         # so timing says nothing about which token (or how much of one) was right.
@@ -77,14 +97,24 @@ class BearerTokenSecurityPolicy:
             principals += [Authenticated, f"role:{identity['role']}"]
         return self.acl.permits(context, principals, permission)
 
-    def remember(self, request: Request, userid: str, **kw: Any) -> list:
+    def remember(self, request: Request, token: str, **kw: Any) -> list:
+        """Start a session for ``token`` (already checked with role_of_token)."""
+        # A new session, not the one the browser came with: a session id planted before sign-in
+        # must not become a signed-in one.
+        request.session.invalidate()
+        request.session[sessions.TOKEN_KEY] = sessions.token_fingerprint(self.session_secret, token.encode())
+        request.session.new_csrf_token()
         return []
 
     def forget(self, request: Request, **kw: Any) -> list:
+        request.session.invalidate()
         return []
 
 
 def includeme(config: Configurator) -> None:
     settings = config.get_settings()
-    config.set_security_policy(BearerTokenSecurityPolicy(parse_tokens(settings.get("warehouse.tokens", ""))))
+    config.include(sessions)
+    config.set_security_policy(
+        TokenSecurityPolicy(parse_tokens(settings.get("warehouse.tokens", "")), sessions.session_secret(settings))
+    )
     config.set_root_factory(Root)

@@ -24,6 +24,8 @@ ENVIRONMENT_OVERRIDES: dict[str, tuple[str, ...]] = {
     "warehouse.carrier_max_in_flight": ("CARRIER_MAX_IN_FLIGHT",),
     "warehouse.carrier_limiter_url": ("CARRIER_LIMITER_URL",),
     "warehouse.tokens": ("WAREHOUSE_TOKENS",),
+    "warehouse.session_secret": ("WAREHOUSE_SESSION_SECRET",),
+    "warehouse.session_secure": ("WAREHOUSE_SESSION_SECURE",),
 }
 
 DEFAULT_CHUNK_SIZE = 500

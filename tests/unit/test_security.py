@@ -9,7 +9,8 @@ import pytest
 from pyramid import testing
 
 from warehouse import security
-from warehouse.security import OPERATE, VIEW, BearerTokenSecurityPolicy, Root, parse_tokens
+from warehouse import sessions
+from warehouse.security import OPERATE, VIEW, TokenSecurityPolicy, Root, parse_tokens
 
 TOKENS = [("operator", "op-secret"), ("viewer", "view-secret"), ("viewer", "second-viewer-secret")]
 
@@ -20,8 +21,8 @@ def request_with(authorization: str | None) -> testing.DummyRequest:
 
 
 @pytest.fixture
-def policy() -> BearerTokenSecurityPolicy:
-    return BearerTokenSecurityPolicy(TOKENS)
+def policy() -> TokenSecurityPolicy:
+    return TokenSecurityPolicy(TOKENS)
 
 
 def test_parse_tokens_reads_space_separated_role_token_pairs() -> None:
@@ -64,9 +65,9 @@ def test_parse_tokens_error_does_not_repeat_the_secret() -> None:
     ],
 )
 def test_identity_is_the_role_of_the_presented_token(
-    policy: BearerTokenSecurityPolicy, authorization: str, role: str
+    policy: TokenSecurityPolicy, authorization: str, role: str
 ) -> None:
-    assert policy.identity(request_with(authorization)) == {"role": role}
+    assert policy.identity(request_with(authorization)) == {"role": role, "by": "token"}
 
 
 @pytest.mark.parametrize(
@@ -87,26 +88,26 @@ def test_identity_is_the_role_of_the_presented_token(
     ],
 )
 def test_identity_is_none_without_a_valid_bearer_token(
-    policy: BearerTokenSecurityPolicy, authorization: str | None
+    policy: TokenSecurityPolicy, authorization: str | None
 ) -> None:
     assert policy.identity(request_with(authorization)) is None
 
 
 def test_no_configured_tokens_means_nobody_is_authenticated() -> None:
-    assert BearerTokenSecurityPolicy([]).identity(request_with("Bearer anything")) is None
+    assert TokenSecurityPolicy([]).identity(request_with("Bearer anything")) is None
 
 
 def test_the_first_role_of_a_token_listed_twice_wins() -> None:
-    policy = BearerTokenSecurityPolicy([("viewer", "shared"), ("operator", "shared")])
+    policy = TokenSecurityPolicy([("viewer", "shared"), ("operator", "shared")])
 
-    assert policy.identity(request_with("Bearer shared")) == {"role": "viewer"}
+    assert policy.identity(request_with("Bearer shared")) == {"role": "viewer", "by": "token"}
 
 
 @pytest.mark.parametrize(
     "presented", ["op-secret", "view-secret", "second-viewer-secret", "wrong"], ids=["first", "second", "last", "none"]
 )
 def test_every_token_is_compared_in_constant_time_whichever_matches(
-    policy: BearerTokenSecurityPolicy, presented: str, monkeypatch: pytest.MonkeyPatch
+    policy: TokenSecurityPolicy, presented: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     compared: list[bytes] = []
     real_compare = hmac.compare_digest
@@ -131,7 +132,7 @@ def test_every_token_is_compared_in_constant_time_whichever_matches(
     ],
 )
 def test_permissions_of_each_role(
-    policy: BearerTokenSecurityPolicy, identity: dict | None, may_view: bool, may_operate: bool
+    policy: TokenSecurityPolicy, identity: dict | None, may_view: bool, may_operate: bool
 ) -> None:
     request = SimpleNamespace(identity=identity)
     context = Root(request)  # type: ignore[arg-type]
@@ -140,7 +141,7 @@ def test_permissions_of_each_role(
     assert bool(policy.permits(request, context, OPERATE)) is may_operate
 
 
-def test_authenticated_userid_is_the_role(policy: BearerTokenSecurityPolicy) -> None:
+def test_authenticated_userid_is_the_role(policy: TokenSecurityPolicy) -> None:
     assert policy.authenticated_userid(SimpleNamespace(identity={"role": "viewer"})) == "viewer"
     assert policy.authenticated_userid(SimpleNamespace(identity=None)) is None
 
@@ -152,3 +153,55 @@ def test_includeme_refuses_malformed_tokens_at_startup() -> None:
             config.include("warehouse.security")
     finally:
         testing.tearDown()
+
+
+# --- browser sessions ------------------------------------------------------------------------------
+
+SECRET = b"a session secret"
+
+
+def session_request(token: str | None, authorization: str | None = None, cookie: bool = True) -> testing.DummyRequest:
+    request = request_with(authorization)
+    if cookie:
+        request.cookies[sessions.COOKIE_NAME] = "signed"
+    if token is not None:
+        request.session[sessions.TOKEN_KEY] = sessions.token_fingerprint(SECRET, token.encode())
+    return request
+
+
+def test_a_session_stands_for_the_token_it_was_started_with() -> None:
+    policy = TokenSecurityPolicy(TOKENS, SECRET)
+    assert policy.identity(session_request("op-secret")) == {"role": "operator", "by": "session"}
+    assert policy.identity(session_request("view-secret")) == {"role": "viewer", "by": "session"}
+
+
+def test_a_session_of_a_token_taken_out_of_the_settings_is_over() -> None:
+    assert TokenSecurityPolicy([("viewer", "view-secret")], SECRET).identity(session_request("op-secret")) is None
+
+
+def test_a_session_under_another_secret_is_nobody() -> None:
+    assert TokenSecurityPolicy(TOKENS, b"another secret").identity(session_request("op-secret")) is None
+
+
+def test_an_authorization_header_decides_alone_even_beside_a_good_session() -> None:
+    policy = TokenSecurityPolicy(TOKENS, SECRET)
+    assert policy.identity(session_request("op-secret", authorization="Bearer wrong")) is None
+    assert policy.identity(session_request("op-secret", authorization="Bearer view-secret")) == {"role": "viewer", "by": "token"}
+
+
+def test_without_the_cookie_the_session_is_not_read() -> None:
+    assert TokenSecurityPolicy(TOKENS, SECRET).identity(session_request("op-secret", cookie=False)) is None
+
+
+def test_the_session_secret_is_the_configured_one_or_derived_from_every_token() -> None:
+    assert sessions.session_secret({"warehouse.session_secret": " set ", "warehouse.tokens": "operator:a"}) == b"set"
+    derived = sessions.session_secret({"warehouse.tokens": "operator:a viewer:b"})
+    assert derived == sessions.session_secret({"warehouse.tokens": "viewer:b  operator:a"})
+    assert derived != sessions.session_secret({"warehouse.tokens": "operator:a viewer:c"})
+    assert len(derived) == 64 and b"operator" not in derived  # a digest, not the tokens
+
+
+def test_csrf_is_asked_of_cookie_requests_only() -> None:
+    assert sessions.relies_on_session(session_request("op-secret"))
+    assert not sessions.relies_on_session(session_request("op-secret", authorization="Bearer op-secret"))
+    assert not sessions.relies_on_session(session_request(None, cookie=False))

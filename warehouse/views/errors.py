@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
 from pyramid.httpexceptions import HTTPException
 from pyramid.request import Request
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
@@ -100,9 +101,24 @@ def forbidden(exc: HTTPException, request: Request) -> Any:
             "unauthorized", f"the Authorization header carries {given} token: send 'Authorization: Bearer TOKEN'",
             {"field": "Authorization"}))
     role = request.identity["role"]
+    if request.identity.get("by") == "session":
+        return _answer(request, 403, error_body(
+            "forbidden", f"this session was started with a {role}'s token, and a {role} may not do this",
+            {"field": "session", "role": role}))
     return _answer(request, 403, error_body(
         "forbidden", f"the token in the Authorization header is a {role}'s, and a {role} may not do this",
         {"field": "Authorization", "role": role}))
+
+
+# Pyramid answers a missing CSRF token with 400; it is a refusal to act for whoever sent the request.
+@exception_view_config(BadCSRFToken, renderer="json")
+@exception_view_config(BadCSRFOrigin, renderer="json")
+def csrf_refused(exc: HTTPException, request: Request) -> Any:
+    return _answer(request, 403, error_body(
+        "csrf_token_missing",
+        "a request that relies on the session cookie must carry the session's CSRF token in the X-CSRF-Token "
+        "header (or a csrf_token form field); nothing was done",
+        {"field": "X-CSRF-Token"}))
 
 
 @notfound_view_config(renderer="json")
