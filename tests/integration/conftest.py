@@ -281,8 +281,10 @@ def redis_url(services: None) -> Iterator[str]:
 TUNABLE_SETTINGS = {
     # Retries wait between half and all of 1, 2, 4, 8, 16 s: quick enough for a test to sit through.
     "warehouse.retry_backoff_seconds": "1",
-    # The tests' probes (tests/integration/probe_operations.py): slow_valuation.
-    "warehouse.extra_operations": "tests.integration.probe_operations:SlowValuation",
+    # The tests' probes (tests/integration/probe_operations.py): slow_valuation, picky_valuation.
+    "warehouse.extra_operations": (
+        "tests.integration.probe_operations:SlowValuation tests.integration.probe_operations:PickyValuation"
+    ),
     "warehouse.test.chunk_delay_seconds": "0.2",
     # Tests of shipping_labels point these at a stub of their own (tests/integration/test_labels_on_workers.py).
     "warehouse.carrier_url": "http://127.0.0.1:8081",
