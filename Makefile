@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 BENCH_INSTALLED := $(VENV)/.bench-installed
 INI ?= development.ini
 
-.PHONY: install run test test-fast bench worker clean
+.PHONY: install browser run test test-fast screenshots bench worker clean
 
 $(INSTALLED): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,20 @@ run: install
 	trap 'kill $$stub' EXIT INT TERM; \
 	$(BIN)/pserve $(INI)
 
-# The whole suite: unit, functional, and integration (real PostgreSQL, Redis and worker processes).
-test: install
+# The browser tests drive Debian's chromium (Playwright never downloads a browser of its own here).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || ! command -v apt-get >/dev/null || \
+	  (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium))
+
+# The whole suite: unit, functional, integration (real PostgreSQL, Redis and worker processes) and
+# the pages in a real browser.
+test: install browser
 	$(BIN)/python -m pytest
+
+# The README's screenshots of the run page (docs/run-page-*.png), made by the browser tests.
+screenshots: install browser
+	WAREHOUSE_SCREENSHOTS=docs $(BIN)/python -m pytest tests/integration/browser -q
 
 # Unit and functional tests only: no services needed.
 test-fast: install
