@@ -99,6 +99,12 @@ def test_an_operator_sees_the_form_and_starts_a_run_from_it(testapp: TestApp, db
 @pytest.mark.parametrize(("fields", "status", "words"), [
     ({"chunk_size": "ten"}, 400, "Chunk size must be a whole number from 1 to 100,000"),
     ({"chunk_size": "0"}, 400, "Chunk size must be a whole number"),
+    ({"chunk_size": "9" * 5000}, 400, "Chunk size must be a whole number"),
+    ({"chunk_size": "٣"}, 400, "Chunk size must be a whole number"),
+    ({"tolerated_failure_percent": "NaN"}, 400, "Tolerated failures must be a percentage"),
+    ({"tolerated_failure_percent": "1e999999"}, 400, "Tolerated failures must be a percentage"),
+    ({"warehouse": ""}, 400, "Choose a warehouse"),
+    ({"operation": "x" * 10000}, 422, "is not known"),
     ({"tolerated_failure_percent": "120"}, 400, "Tolerated failures must be a percentage from 0 to 100"),
     ({"tolerated_failure_percent": "1.234"}, 400, "at most two decimals"),
     ({"operation": "teleport"}, 422, "Operation &#39;teleport&#39; is not known"),
@@ -226,3 +232,9 @@ def test_the_workers_page_lists_the_embedded_worker(testapp: TestApp) -> None:
     sign_in(testapp, VIEWER_TOKEN)
     page = testapp.get("/workers").text
     assert "Processes" in page and 'data-source="/api/workers' in page
+
+
+@pytest.mark.parametrize("token", ["x" * 100_000, "op-token\x00", "☃", " op-token "])
+def test_sign_in_takes_any_typed_text_without_failing(testapp: TestApp, token: str) -> None:
+    expected = 303 if token.strip() == OPERATOR_TOKEN else 403
+    testapp.post("/login", {"token": token}, status=expected)

@@ -37,7 +37,8 @@ def _chunk_size(text: str | None) -> int | None:
     text = (text or "").strip().replace(",", "").replace("_", "")
     if not text:
         return None  # the server's default
-    if not text.isdigit() or not 1 <= int(text) <= MAX_CHUNK_SIZE:
+    # ASCII digits, and few enough that int() is quick (it refuses past 4,300 digits anyway).
+    if not (text.isascii() and text.isdigit() and len(text) <= 7) or not 1 <= int(text) <= MAX_CHUNK_SIZE:
         raise FormError("chunk_size", f"Chunk size must be a whole number from 1 to {MAX_CHUNK_SIZE:,}, or empty for the default.")
     return int(text)
 
