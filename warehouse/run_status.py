@@ -55,10 +55,10 @@ class RunStatusCache:
     the others are answered with the last (so the database sees one query per run per ``seconds``
     whatever the number of pollers, rather than one per request that arrives during a load)."""
 
-    def __init__(self, seconds: float, timer: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, seconds: float, timer: Callable[[], float] = time.monotonic, max_runs: int = MAX_RUNS) -> None:
         self.seconds = seconds
         self._timer = timer
-        self._entries: LRUCache[int, _Entry] = LRUCache(MAX_RUNS)
+        self._entries: LRUCache[int, _Entry] = LRUCache(max_runs)
         # LRUCache is not thread-safe, and the web server runs requests on several threads.
         self._lock = threading.Lock()
 
