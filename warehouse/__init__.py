@@ -23,6 +23,7 @@ def main(global_config: dict[str, Any], **settings: Any) -> Router | StatusRepea
         config.include(".dispatch")
         config.include(".openapi")
         config.include(".run_status")
+        config.include(".progress_cache")
         config.include(".routes")
         config.include(".pages")
         config.scan(".views")

@@ -21,6 +21,8 @@ API_ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("api.run.resume", "/api/runs/{id}/resume", ("POST",)),
     ("api.run.redrive", "/api/runs/{id}/redrive", ("POST",)),
     ("api.run.failures", "/api/runs/{id}/failures", ("GET",)),
+    ("api.run.chunks", "/api/runs/{id}/chunks", ("GET",)),
+    ("api.run.timeline", "/api/runs/{id}/timeline", ("GET",)),
     ("api.workers", "/api/workers", ("GET",)),
     ("api.health", "/api/health", ("GET",)),
 ]
