@@ -263,6 +263,32 @@ def test_a_run_is_not_redriven_while_another_of_its_operation_is_active(
     assert unchanged(db, run_id) == before
 
 
+def test_losing_the_race_for_the_one_active_run_is_refused_the_same_way(
+    db: Any, fails_some_items: FailsSomeItems, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids, run_id, chunks = planned_run(db, products=10, chunk_size=10, operation=fails_some_items.name, tolerated="50")
+    fails_some_items.failing = {ids[0]}
+    run_every_chunk(db, run_id, chunks, "first")
+    assert finalise(db, run_id) == RunStatus.PARTIALLY_FAILED
+    other = new_run(db, get_run(db, run_id).warehouse_id, fails_some_items.name)
+    before = unchanged(db, run_id)
+    # The other run's POST commits between the check and the redrive's own write: the index decides.
+    real, calls = ledger.redrive.active_run_id, []
+
+    def misses_the_first_time(*args: Any) -> int | None:
+        calls.append(args)
+        return None if len(calls) == 1 else real(*args)
+
+    monkeypatch.setattr(ledger.redrive, "active_run_id", misses_the_first_time)
+
+    with pytest.raises(ledger.AnotherRunActive) as refused:
+        redrive(db, run_id)
+
+    assert len(calls) == 2  # the check, then the lookup after the index refused the write
+    assert (refused.value.active_run_id, refused.value.status) == (other, RunStatus.PARTIALLY_FAILED)
+    assert unchanged(db, run_id) == before
+
+
 def test_redriving_an_unknown_run_raises_no_result(db: Any) -> None:
     from sqlalchemy.exc import NoResultFound
 

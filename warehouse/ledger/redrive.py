@@ -127,14 +127,16 @@ def prepare_redrive(session: Session, run_id: int) -> RedrivePlan:
     session.execute(
         delete(RunItemFailure).where(RunItemFailure.run_id == run_id, RunItemFailure.chunk_id.in_(chunk_ids))
     )
-    _recount(session, run)
-    now, ended_status = utcnow(), run.status
-    run.status, run.finished_at, run.result, run.error = RunStatus.RUNNING, None, None, None
-    run.redrive_count = (run.redrive_count or 0) + 1
-    run.redriven_at = run.updated_at = now
+    counts = _counts_kept(session, run_id)
+    ended_status = run.status
     try:
-        # A savepoint: losing a race on the one-active-run index leaves the caller's transaction usable.
+        # A savepoint, with the run's changes made inside it (begin_nested flushes what is pending
+        # first): losing a race on the one-active-run index then leaves the caller's transaction usable.
         with session.begin_nested():
+            run.chunks_done, run.chunks_failed, run.chunks_skipped, run.items_done, run.items_failed = counts
+            run.status, run.finished_at, run.result, run.error = RunStatus.RUNNING, None, None, None
+            run.redrive_count = (run.redrive_count or 0) + 1
+            run.redriven_at = run.updated_at = utcnow()
             session.flush()
     except IntegrityError:
         other = active_run_id(session, run.warehouse_id, run.operation) or 0
@@ -142,10 +144,11 @@ def prepare_redrive(session: Session, run_id: int) -> RedrivePlan:
     return RedrivePlan(run_id, tuple(ChunkBounds(chunk.start_id, chunk.end_id) for chunk in chunks))
 
 
-def _recount(session: Session, run: Run) -> None:
-    """The run's counters, from the chunks that keep their outcome: the redriven chunks' contributions
-    taken out. Counted rather than subtracted because a chunk failed for good (``fail_chunk``) adds
-    its whole item count to the run's failures but none to its own row's."""
+def _counts_kept(session: Session, run_id: int) -> tuple[int, int, int, int, int]:
+    """The run's counters (chunks done, failed, skipped; items done, failed) from the chunks that keep
+    their outcome: the redriven chunks' contributions taken out. Counted rather than subtracted
+    because a chunk failed for good (``fail_chunk``) adds its whole item count to the run's failures
+    but none to its own row's."""
     done, failed, skipped, items_done, items_failed = session.execute(
         select(
             func.count().filter(RunChunk.status == ChunkStatus.DONE),
@@ -153,7 +156,6 @@ def _recount(session: Session, run: Run) -> None:
             func.count().filter(RunChunk.status == ChunkStatus.SKIPPED),
             func.coalesce(func.sum(RunChunk.items_done), 0),
             func.coalesce(func.sum(RunChunk.items_failed), 0),
-        ).where(RunChunk.run_id == run.id)
+        ).where(RunChunk.run_id == run_id)
     ).one()
-    run.chunks_done, run.chunks_failed, run.chunks_skipped = done, failed, skipped
-    run.items_done, run.items_failed = items_done, items_failed
+    return done, failed, skipped, items_done, items_failed
