@@ -26,7 +26,9 @@ def overview(request: Request, form: dict[str, Any] | None = None, error: str | 
              error_field: str | None = None) -> dict[str, Any]:
     """What the overview shows; the form as last sent, with its error, when it was refused."""
     session = request.dbsession
-    warehouses = list(session.scalars(select(Warehouse).order_by(Warehouse.code).limit(MAX_WAREHOUSES_LISTED)))
+    # The newest first: the one just created is the one people look for.
+    warehouses = list(session.scalars(select(Warehouse).order_by(Warehouse.id.desc()).limit(MAX_WAREHOUSES_LISTED)))
+    warehouse_count = session.scalar(select(func.count()).select_from(Warehouse))
     # One grouped count per table for every warehouse listed, rather than two counts per warehouse.
     products = dict(session.execute(select(Product.warehouse_id, func.count()).group_by(Product.warehouse_id)).all())
     shipments = dict(session.execute(select(Shipment.warehouse_id, func.count()).group_by(Shipment.warehouse_id)).all())
@@ -35,6 +37,9 @@ def overview(request: Request, form: dict[str, Any] | None = None, error: str | 
             {"code": w.code, "name": w.name, "products": products.get(w.id, 0), "shipments": shipments.get(w.id, 0)}
             for w in warehouses
         ],
+        "warehouse_count": warehouse_count,
+        # Past a page of warehouses, the form asks for a code rather than offering a list of all.
+        "pick_warehouse_from_list": warehouse_count <= MAX_WAREHOUSES_LISTED,
         "runs": runs_with_codes(request, select(Run).order_by(Run.id.desc()).limit(LATEST_RUNS)),
         "operations": [(name, operations.get(name).description) for name in operations.names()],
         "default_chunk_size": chunk_size(request.registry.settings),
