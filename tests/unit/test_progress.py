@@ -21,18 +21,20 @@ T0 = dt.datetime(2030, 1, 1, 12, 0, 0, 250000, tzinfo=dt.timezone.utc)
 
 
 def test_tally_gives_one_letter_per_chunk_in_order_and_every_count() -> None:
-    rows = [("done", "w1@a"), ("done", "w2@b"), ("running", "w1@a"), ("failed", "w2@b"), ("skipped", None), ("pending", None)]
+    rows = [("done", "w1@a", 1), ("done", "w2@b", 2), ("running", "w1@a", 3), ("failed", "w2@b", None),
+            ("skipped", None, None), ("pending", None, None)]
 
     counted = tally(rows)
 
     assert counted.states == "ddrfsp"
     assert counted.counts == {"pending": 1, "running": 1, "done": 2, "failed": 1, "skipped": 1}
     assert counted.by_node == {"w1@a": Counter(done=1, running=1), "w2@b": Counter(done=1, failed=1)}
+    assert counted.processes == {"w1@a": {1, 3}, "w2@b": {2}}
 
 
 def test_tally_of_no_chunks_is_empty_with_zero_counts() -> None:
     counted = tally([])
-    assert (counted.states, counted.by_node) == ("", {})
+    assert (counted.states, counted.by_node, counted.processes) == ("", {}, {})
     assert set(counted.counts.values()) == {0} and len(counted.counts) == 5
 
 

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Float, bindparam, case, cast, extract, func, select
+from sqlalchemy import BigInteger, Float, bindparam, cast, extract, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
@@ -63,19 +63,24 @@ class Tally:
     states: str
     counts: dict[str, int]
     by_node: dict[str, Counter[str]]
+    processes: dict[str, set[int]]  # node → the worker process ids its chunks name
 
 
-def tally(rows: Iterable[tuple[str, str | None]]) -> Tally:
-    """``(status, node)`` per chunk, in chunk order → the states string, counts by status and by node."""
+def tally(rows: Iterable[tuple[str, str | None, int | None]]) -> Tally:
+    """``(status, node, worker id)`` per chunk, in chunk order → the states string, counts by status
+    and by node, and the processes of each node."""
     letters: list[str] = []
     counts: Counter[str] = Counter()
     by_node: dict[str, Counter[str]] = defaultdict(Counter)
-    for status, node in rows:
+    processes: dict[str, set[int]] = defaultdict(set)
+    for status, node, worker_id in rows:
         letters.append(LETTERS[status])
         counts[status] += 1
         if node is not None:
             by_node[node][status] += 1
-    return Tally("".join(letters), {str(status): counts[status] for status in LETTERS}, dict(by_node))
+            if worker_id is not None:
+                processes[node].add(worker_id)
+    return Tally("".join(letters), {str(status): counts[status] for status in LETTERS}, dict(by_node), dict(processes))
 
 
 def node_shares(by_node: Mapping[str, Counter[str]], alive: Mapping[str, bool]) -> list[NodeShare]:
@@ -97,22 +102,38 @@ def chunk_map(session: Session, run_id: int, dead_before: dt.datetime) -> ChunkM
     """The run's chunks in order, and the nodes that ran them (alive: a process of the node heartbeat
     since ``dead_before`` and has not stopped)."""
     rows = session.execute(
-        select(RunChunk.status, RunChunk.worker_hostname).where(RunChunk.run_id == run_id).order_by(RunChunk.start_id)
+        select(RunChunk.status, RunChunk.worker_hostname, RunChunk.worker_id)
+        .where(RunChunk.run_id == run_id)
+        .order_by(RunChunk.start_id)
     )
-    counted = tally(rows.tuples())
-    return ChunkMap(counted.states, counted.counts, node_shares(counted.by_node, nodes_alive(session, counted.by_node, dead_before)))
+    counted = tally(rows)
+    alive = nodes_alive(session, counted.by_node, counted.processes, dead_before)
+    return ChunkMap(counted.states, counted.counts, node_shares(counted.by_node, alive))
 
 
-def nodes_alive(session: Session, nodes: Iterable[str], dead_before: dt.datetime) -> dict[str, bool]:
-    """Node → whether any of its processes is alive; nodes without a process in the ledger are left out."""
+def nodes_alive(
+    session: Session, nodes: Iterable[str], processes: Mapping[str, set[int]], dead_before: dt.datetime
+) -> dict[str, bool]:
+    """Node → whether any of its processes is alive; nodes the ledger has no process of are left out.
+
+    A node's processes are the rows of that node name, and the rows its chunks name by id: a chunk's
+    ``worker_hostname`` is what its task was told its node is, which the embedded worker's thread
+    pool tells as the bare host name, not the node name its process registered under.
+    """
     names = list(nodes)
+    ids = set().union(*processes.values()) if processes else set()
     if not names:
         return {}
-    any_alive = func.max(case((alive_condition(dead_before), 1), else_=0))
     rows = session.execute(
-        select(WorkerProcess.node, any_alive).where(WorkerProcess.node.in_(names)).group_by(WorkerProcess.node)
-    )
-    return {node: bool(alive) for node, alive in rows}
+        select(WorkerProcess.id, WorkerProcess.node, alive_condition(dead_before))
+        .where(or_(WorkerProcess.node.in_(names), WorkerProcess.id.in_(ids)))
+    ).all()
+    alive: dict[str, bool] = {}
+    for node in names:
+        mine = [bool(is_alive) for worker_id, name, is_alive in rows if name == node or worker_id in processes.get(node, ())]
+        if mine:
+            alive[node] = any(mine)
+    return alive
 
 
 # --- the timeline ------------------------------------------------------------------------------------
@@ -211,7 +232,7 @@ def timeline(session: Session, run_id: int, started_at: dt.datetime | None, end:
     rows = session.execute(
         select(finished.c.bucket, func.count(), func.sum(finished.c.finished_items)).group_by(finished.c.bucket),
         {"origin_ms": round(started_at.timestamp() * 1000), "width_ms": width * 1000},
-    ).tuples()
+    )
     return Timeline(started_at, width, fill_buckets(started_at, end, width, rows))
 
 
