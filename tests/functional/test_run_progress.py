@@ -298,3 +298,16 @@ def test_a_page_polling_a_20000_chunk_run_transfers_well_under_a_megabyte_a_minu
     # Ten minutes into the run: 5 s buckets, or 10 s once it is past 600 s.
     assert timeline["bucket_seconds"] in (5, 10) and len(timeline["buckets"]) <= 120
     assert sum(transferred.values()) < 1_000_000
+
+
+@pytest.mark.parametrize("header", ["'; DROP TABLE runs; --", "<script>alert(1)</script>", "W/\"" + "9" * 5000 + "\"", "*,,,", ","])
+def test_a_hostile_if_none_match_is_only_a_tag_that_does_not_match(
+    header: str, testapp: TestApp, viewer: dict, db: Any, warehouse: Warehouse
+) -> None:
+    run_id = seeded_run(db, warehouse, "succeeded", "dd")
+    before = db.row_counts()
+
+    status = 304 if header.startswith("*") else 200
+    testapp.get(f"/api/runs/{run_id}/chunks", headers={**viewer, "If-None-Match": header}, status=status)
+
+    assert db.row_counts() == before
