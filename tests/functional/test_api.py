@@ -518,6 +518,8 @@ ROUTES = [
     ("POST", "/api/runs/{run_id}/resume", None, "operator"),
     ("POST", "/api/runs/{run_id}/redrive", None, "operator"),
     ("GET", "/api/runs/{run_id}/failures", None, "viewer"),
+    ("GET", "/api/runs/{run_id}/chunks", None, "viewer"),
+    ("GET", "/api/runs/{run_id}/timeline", None, "viewer"),
     ("GET", "/api/workers", None, "viewer"),
 ]
 ROUTE_IDS = [f"{method} {path}" for method, path, _, _ in ROUTES]

@@ -751,7 +751,8 @@ def test_a_hostile_idempotency_key_is_400(
 RUN_ID_ATTACKS = ["-1", "0", "1.5", "1e400", "1000000000000000000000000000000", "true", "NaN", "1 OR 1=1",
                   "1; DROP TABLE runs", "%00"]
 RUN_ROUTES = [("GET", "/api/runs/{id}"), ("POST", "/api/runs/{id}/cancel"), ("POST", "/api/runs/{id}/resume"),
-              ("POST", "/api/runs/{id}/redrive"), ("GET", "/api/runs/{id}/failures")]
+              ("POST", "/api/runs/{id}/redrive"), ("GET", "/api/runs/{id}/failures"), ("GET", "/api/runs/{id}/chunks"),
+              ("GET", "/api/runs/{id}/timeline")]
 
 
 @pytest.mark.parametrize("route", RUN_ROUTES, ids=[f"{method} {path}" for method, path in RUN_ROUTES])
