@@ -7,6 +7,7 @@ viewer's own time zone, so they read right without JavaScript too, only in UTC.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -30,6 +31,24 @@ def number(value: Any) -> str:
     if isinstance(value, float) and not value.is_integer():
         return f"{value:,.1f}"
     return f"{int(value):,}"
+
+
+DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def figure(value: Any) -> str:
+    """A result's value for people: numbers, and amounts of money sent as decimal strings
+    (``"12500.00"``), with thousands separators; anything else as it is."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, (int, float)):
+        return number(value)
+    text = str(value)
+    if DECIMAL_TEXT.fullmatch(text):
+        whole, _, cents = text.partition(".")
+        sign = "-" if whole.startswith("-") else ""
+        return f"{sign}{int(whole.lstrip('-')):,}" + (f".{cents}" if cents else "")
+    return text
 
 
 def percent(part: int, whole: int) -> str:
@@ -75,4 +94,4 @@ def duration(seconds: Any) -> str:
     return f"{days} d {hours} h" if hours else f"{days} d"
 
 
-FILTERS = {"number": number, "percent": percent, "status_badge": status_badge, "when": when, "duration": duration}
+FILTERS = {"figure": figure, "number": number, "percent": percent, "status_badge": status_badge, "when": when, "duration": duration}

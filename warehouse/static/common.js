@@ -2,11 +2,24 @@
 (function () {
   "use strict";
   const numberFormat = new Intl.NumberFormat();
-  const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium", timeZoneName: "short" });
+  // Field by field: dateStyle and timeStyle cannot be combined with timeZoneName.
+  const timeFormat = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+    timeZoneName: "short",
+  });
 
   const W = (window.Warehouse = {});
 
   W.number = (value) => (value === null || value === undefined ? "–" : numberFormat.format(value));
+
+  /* A result's value: numbers, and amounts sent as decimal strings ("12500.00"), grouped by
+     thousands; anything else as it is. BigInt: an amount may pass what a double holds exactly. */
+  W.figure = (value) => {
+    if (typeof value === "number") return W.number(value);
+    const text = String(value);
+    const decimal = /^(-?)([0-9]+)(\.[0-9]+)?$/.exec(text);
+    return decimal ? decimal[1] + numberFormat.format(BigInt(decimal[2])) + (decimal[3] || "") : text;
+  };
 
   W.localTime = (iso) => (iso ? timeFormat.format(new Date(iso)) : "–");
 

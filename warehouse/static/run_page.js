@@ -191,7 +191,7 @@
     for (const [key, value] of Object.entries(run.result || {})) {
       const row = document.createElement("div");
       row.appendChild(document.createElement("dt")).textContent = key.replaceAll("_", " ");
-      row.appendChild(document.createElement("dd")).textContent = typeof value === "number" ? W.number(value) : String(value);
+      row.appendChild(document.createElement("dd")).textContent = W.figure(value);
       result.appendChild(row);
     }
     $("run-error").hidden = !run.error;

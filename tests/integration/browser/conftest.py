@@ -138,5 +138,12 @@ def context(browser: Any, stage: Stage) -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(context: Any) -> Any:
-    return context.new_page()
+def page(context: Any) -> Iterator[Any]:
+    """A tab; what its scripts wrote to the console and threw is printed if the test fails."""
+    page = context.new_page()
+    said: list[str] = []
+    page.on("console", lambda message: said.append(f"console.{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: said.append(f"uncaught: {error}"))
+    yield page
+    for line in said:
+        print(line)

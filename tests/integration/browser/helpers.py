@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 # Where the tests save the README's screenshots when asked to (`make screenshots`).
 SCREENSHOTS = os.environ.get("WAREHOUSE_SCREENSHOTS")
@@ -28,8 +29,15 @@ class Stage:
         quantity on hand (what picky_valuation refuses); its code."""
         code = f"b{secrets.token_hex(4)}"
         self.operator.post("/api/warehouses", json={"code": code, "name": f"Browser {code}"}).raise_for_status()
-        rows = [product(code, index, -3 if index < negative else 5) for index in range(products)]
+        rows = [product(code, index, 5) for index in range(products)]
         self.operator.post(f"/api/warehouses/{code}/products", json=rows).raise_for_status()
+        if negative:
+            # The API refuses a negative quantity, so the bad data comes in as it would from elsewhere.
+            with self.engine.begin() as connection:
+                connection.execute(
+                    text("UPDATE products SET qty_on_hand = -3 WHERE sku = ANY(:skus)"),
+                    {"skus": [f"{code}-{index:05d}" for index in range(negative)]},
+                )
         return code
 
     def start_run(self, code: str, operation: str, **options: Any) -> int:

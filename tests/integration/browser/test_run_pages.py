@@ -14,9 +14,12 @@ from tests.integration.conftest import OPERATOR_TOKEN, VIEWER_TOKEN
 
 pytestmark = pytest.mark.timeout(240)
 
+ACTIVE = {"pending", "running", "cancelling"}
+
 
 def watch(page: Any, until_status: set[str], timeout: float = 90) -> list[dict[str, Any]]:
-    """What the page shows, read off its DOM every 100 ms until its status is one of ``until_status``."""
+    """What the page shows, read off its DOM every 100 ms until its status is one of ``until_status``
+    and (for a run that ended) the page has drawn the end and stopped."""
     seen: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while True:
@@ -25,9 +28,10 @@ def watch(page: Any, until_status: set[str], timeout: float = 90) -> list[dict[s
             items: document.getElementById('items-bar').value,
             states: document.getElementById('chunk-map').dataset.states || '',
             reloaded: window.__sameDocument !== true,
+            ended: document.getElementById('run').dataset.ended === 'true',
         })""")
         seen.append(state)
-        if state["status"] in until_status:
+        if state["status"] in until_status and (state["ended"] or state["status"] in ACTIVE):
             return seen
         assert time.monotonic() < deadline, f"the page still shows {state} after {timeout} s"
         time.sleep(0.1)
@@ -48,9 +52,10 @@ def requests_during(page: Any, seconds: float) -> list[str]:
 def test_an_operator_starts_a_run_from_the_overview_and_watches_it_succeed(page: Any, stage: Stage) -> None:
     code = stage.add_warehouse(products=1000)
     sign_in(page, OPERATOR_TOKEN)
-    page.get_by_label("Warehouse").select_option(code)
-    page.get_by_label("Operation").select_option("slow_valuation")
-    page.get_by_label("Chunk size").fill("25")
+    form = page.locator("form.start")
+    form.get_by_label("Warehouse").select_option(code)
+    form.get_by_label("Operation").select_option("slow_valuation")
+    form.get_by_label("Chunk size").fill("25")
     page.get_by_role("button", name="Start the run").click()
     page.wait_for_url(re.compile(r".*/runs/\d+$"))
     run_id = int(page.url.rsplit("/", 1)[1])
