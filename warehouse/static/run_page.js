@@ -120,7 +120,7 @@
   }
 
   /* ---- the throughput chart: bars of items per second, in SVG ---- */
-  function drawChart(container, text, timeline) {
+  function drawChart(container, text, timeline, ended) {
     const buckets = timeline.buckets || [];
     const width = 600, height = 160, left = 44, bottom = 20;
     const top = Math.max(1, ...buckets.map((bucket) => bucket.items_per_second));
@@ -138,7 +138,8 @@
     add("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: "axis" });
     add("text", { x: left - 6, y: 12, "text-anchor": "end" }, W.number(Math.round(top)));
     add("text", { x: left - 6, y: height - bottom, "text-anchor": "end" }, "0");
-    const slot = (width - left) / Math.max(buckets.length, 1);
+    // At least 30 slots: the first buckets of a run draw as narrow bars on the left, not one wide block.
+    const slot = (width - left) / Math.max(buckets.length, 30);
     buckets.forEach((bucket, index) => {
       const barHeight = ((height - bottom - 16) * bucket.items_per_second) / top;
       add("rect", { x: left + index * slot + 1, y: height - bottom - barHeight, width: Math.max(slot - 2, 1), height: barHeight, class: "bar" })
@@ -148,13 +149,14 @@
     if (buckets.length) {
       const clock = (iso) => new Date(iso).toLocaleTimeString();
       add("text", { x: left, y: height - 4 }, clock(buckets[0].start));
-      add("text", { x: width, y: height - 4, "text-anchor": "end" }, clock(buckets[buckets.length - 1].start));
+      add("text", { x: left + buckets.length * slot, y: height - 4, "text-anchor": "end" }, clock(buckets[buckets.length - 1].start));
     }
     container.replaceChildren(svg);
     if (!buckets.length) { text.textContent = "No chunk has finished yet."; return; }
     const items = buckets.reduce((sum, bucket) => sum + bucket.items, 0);
     const seconds = buckets.length * timeline.bucket_seconds;
-    const latest = buckets[buckets.length - 1].items_per_second;
+    // While the run goes on, its last bucket is still filling: the one before says the pace.
+    const latest = buckets[buckets.length - (!ended && buckets.length > 1 ? 2 : 1)].items_per_second;
     text.textContent = `Latest ${W.number(Math.round(latest))} items/s; ${W.number(Math.round(items / Math.max(seconds, 1)))} items/s on average `
       + `over ${W.duration(seconds)} (bars of ${W.duration(timeline.bucket_seconds)}; the highest is ${W.number(Math.round(top))} items/s).`;
   }
@@ -182,7 +184,7 @@
     $("finished").replaceChildren(W.timeHtml(run.finished_at));
     const ended = !ACTIVE.has(run.status);
     $("eta").textContent = ended ? "none: it has ended" : run.eta_seconds === null ? "not known yet" : `about ${W.duration(run.eta_seconds)}`;
-    $("redrives").textContent = `${W.number(run.redrive_count || 0)} times`;
+    $("redrives").textContent = redrives(run.redrive_count || 0);
     renderElapsed(run);
 
     $("result-section").hidden = !ended;
@@ -203,6 +205,10 @@
       const shown = { cancel: ["pending", "running"].includes(run.status), resume: ["pending", "running"].includes(run.status), redrive: redrivable };
       document.querySelectorAll("#actions form").forEach((form) => { form.hidden = !shown[form.dataset.action]; });
     }
+  }
+
+  function redrives(count) {
+    return count === 0 ? "never" : count === 1 ? "once" : `${W.number(count)} times`;
   }
 
   function renderElapsed(run) {
@@ -276,7 +282,7 @@
     };
     const refreshTimeline = async () => {
       timelineAt = Date.now();
-      drawChart($("throughput-chart"), $("throughput-text"), await W.getJson(`${base}/timeline`));
+      drawChart($("throughput-chart"), $("throughput-text"), await W.getJson(`${base}/timeline`), !ACTIVE.has(run.status));
     };
     const refreshFailures = async () => {
       const query = new URLSearchParams({ limit: FAILURES_PER_PAGE });
