@@ -121,7 +121,7 @@ def nodes_alive(
     pool tells as the bare host name, not the node name its process registered under.
     """
     names = list(nodes)
-    ids = set().union(*processes.values()) if processes else set()
+    ids: set[int] = set().union(*processes.values())
     if not names:
         return {}
     rows = session.execute(
