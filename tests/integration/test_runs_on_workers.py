@@ -65,6 +65,17 @@ def test_a_valuation_run_over_20000_products_is_shared_by_two_workers_and_finish
     assert chunks["done"] == 40
     assert set(chunks["hostnames"]) == {worker.name for worker in workers}, "chunks should be spread over both"
 
+    # What a run page polls, on PostgreSQL: every chunk done, both nodes alive, the timeline adding up.
+    chunk_map = api.app.get(f"/api/runs/{run['id']}/chunks", headers=api.viewer, status=200).json
+    assert chunk_map["states"] == "d" * 40
+    assert {node["node"] for node in chunk_map["workers"]} == {worker.name for worker in workers}
+    assert all(node["alive"] is True for node in chunk_map["workers"]), chunk_map["workers"]
+    assert sum(node["chunks_done"] for node in chunk_map["workers"]) == 40
+    timeline = api.app.get(f"/api/runs/{run['id']}/timeline", headers=api.viewer, status=200).json
+    assert timeline["started_at"] == run["started_at"]
+    assert sum(bucket["items"] for bucket in timeline["buckets"]) == run["items"]["done"] + run["items"]["failed"]
+    assert sum(bucket["chunks"] for bucket in timeline["buckets"]) == 40
+
     # Only once nothing is queued, reserved, running or waiting for a retry can the logs be counted:
     # a second processFinished would have logged by then.
     wait_until_idle(60.0)
