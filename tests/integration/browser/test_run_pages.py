@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import re
+import threading
 import time
 from typing import Any
 
@@ -206,3 +208,68 @@ def test_the_workers_page_shows_the_stage_worker_alive(page: Any, stage: Stage) 
     table.get_by_text(re.compile(r"^b1@")).first.wait_for()
     assert table.get_by_text("● alive").count() >= 1
     assert httpx.get(f"{stage.base_url}/workers", follow_redirects=False).status_code == 303
+
+
+def seed_big_run(engine: Any, code: str, chunks: int) -> int:
+    """A running run of ``chunks`` chunks in a mix of every state, written straight to the ledger
+    (no worker touches it: the test changes it as it likes)."""
+    from sqlalchemy import insert, select
+    from sqlalchemy.orm import Session
+
+    from warehouse.ledger.shared import utcnow
+    from warehouse.models import Run, RunChunk, Warehouse
+
+    mix = ["done", "done", "failed", "running", "pending", "skipped", "done", "pending"]
+    rng = random.Random(7)
+    with Session(engine) as session, session.begin():
+        warehouse_id = session.scalar(select(Warehouse.id).where(Warehouse.code == code))
+        run = Run(warehouse_id=warehouse_id, operation="valuation", status="running", chunk_size=500,
+                  chunks_total=chunks, items_total=chunks * 500, started_at=utcnow())
+        session.add(run)
+        session.flush()
+        session.execute(insert(RunChunk), [
+            {"run_id": run.id, "seq": seq, "start_id": seq * 1000 + 1, "end_id": seq * 1000 + 500,
+             "item_count": 500, "status": rng.choice(mix)}
+            for seq in range(chunks)
+        ])
+        return run.id
+
+
+def churn(engine: Any, run_id: int, stop: threading.Event) -> None:
+    """Every half second, some chunks change state and the run's counters move: every poll sees news."""
+    from sqlalchemy import text
+
+    while not stop.wait(0.5):
+        with engine.begin() as connection:
+            connection.execute(text(
+                "UPDATE run_chunks SET status = (ARRAY['done','failed','running','pending'])[1 + floor(random() * 4)::int] "
+                "WHERE id IN (SELECT id FROM run_chunks WHERE run_id = :run ORDER BY random() LIMIT 200)"), {"run": run_id})
+            connection.execute(text("UPDATE runs SET items_done = items_done + 500, chunks_done = chunks_done + 1, "
+                                    "updated_at = now() WHERE id = :run"), {"run": run_id})
+
+
+def test_a_page_watching_20000_chunks_transfers_under_a_megabyte_a_minute(page: Any, stage: Stage) -> None:
+    code = stage.add_warehouse(products=1)
+    run_id = seed_big_run(stage.engine, code, 20_000)
+    sign_in(page, VIEWER_TOKEN, then=f"/runs/{run_id}")
+    page.wait_for_function("() => (document.getElementById('chunk-map').dataset.states || '').length === 20000")
+    transferred: list[int] = []
+
+    def count(request: Any) -> None:
+        sizes = request.sizes()
+        transferred.append(sum(sizes[key] for key in ("requestHeadersSize", "requestBodySize", "responseHeadersSize", "responseBodySize")))
+
+    page.on("requestfinished", count)
+    stop = threading.Event()
+    changer = threading.Thread(target=churn, args=(stage.engine, run_id, stop), daemon=True)
+    changer.start()
+    try:
+        page.wait_for_timeout(20_000)
+    finally:
+        stop.set()
+        changer.join(timeout=10)
+        stage.operator.post(f"/api/runs/{run_id}/cancel", json=None)
+    per_minute = sum(transferred) * 3
+    print(f"\na page watching 20,000 changing chunks: {len(transferred)} requests in 20 s, {per_minute:,} bytes a minute")
+    assert len(transferred) >= 10, "the page did not keep polling"
+    assert per_minute < 1_000_000
