@@ -44,7 +44,8 @@ def overview(request: Request, form: dict[str, Any] | None = None, error: str | 
         "operations": [(name, operations.get(name).description) for name in operations.names()],
         "default_chunk_size": chunk_size(request.registry.settings),
         "max_chunk_size": MAX_CHUNK_SIZE,
-        "form": form or {},
+        # Chosen unless the form says otherwise: the quick, side-effect-free one for a first try.
+        "form": form or {"operation": "valuation"},
         "error": error,
         "error_field": error_field,
     }

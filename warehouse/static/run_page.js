@@ -122,7 +122,8 @@
   /* ---- the throughput chart: bars of items per second, in SVG ---- */
   function drawChart(container, text, timeline, ended) {
     const buckets = timeline.buckets || [];
-    const width = 600, height = 160, left = 44, bottom = 20;
+    // Drawn at the container's own width, so its labels keep their size on a phone.
+    const width = Math.max(300, Math.min(1200, container.clientWidth || 600)), height = 160, left = 44, bottom = 20;
     const top = Math.max(1, ...buckets.map((bucket) => bucket.items_per_second));
     const ns = "http://www.w3.org/2000/svg";
     const svg = document.createElementNS(ns, "svg");
@@ -149,7 +150,9 @@
     if (buckets.length) {
       const clock = (iso) => new Date(iso).toLocaleTimeString();
       add("text", { x: left, y: height - 4 }, clock(buckets[0].start));
-      add("text", { x: left + buckets.length * slot, y: height - 4, "text-anchor": "end" }, clock(buckets[buckets.length - 1].start));
+      if (buckets.length * slot > 140) {  // else the two labels would overlap
+        add("text", { x: left + buckets.length * slot, y: height - 4, "text-anchor": "end" }, clock(buckets[buckets.length - 1].start));
+      }
     }
     container.replaceChildren(svg);
     if (!buckets.length) { text.textContent = "No chunk has finished yet."; return; }
