@@ -366,23 +366,3 @@ def test_cli_redrive_of_an_unknown_run_exits_2(cli_ini: Path) -> None:
     assert "warehouse-run: error: no run with id 999999" in failed.stderr
     assert failed.stdout == ""
 
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["somewhere", "--redrive", "1"], "--redrive RUN_ID takes no CODE or OPERATION"),
-        (["--redrive", "1", "--cancel", "2"], "--cancel and --redrive cannot be given together"),
-        (["--redrive", "one"], "--redrive: invalid int value"),
-    ],
-)
-def test_cli_redrive_arguments_are_checked_before_anything_runs(
-    args: list[str], message: str, cli_ini: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from warehouse.scripts.run import main
-
-    with pytest.raises(SystemExit) as exited:
-        main([str(cli_ini), *args])
-
-    assert exited.value.code == 2
-    captured = capsys.readouterr()
-    assert message in captured.err and captured.out == ""

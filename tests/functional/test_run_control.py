@@ -536,9 +536,12 @@ def test_cli_cancel_takes_no_code_or_operation(cli_ini: Path, cli_db: Any) -> No
         (["--cancel", "1", "somewhere"], "unrecognized arguments: somewhere"),
         (["--cancel", "one"], "--cancel: invalid int value"),
         ([], "CODE and OPERATION are required (or --cancel RUN_ID, or --redrive RUN_ID)"),
+        (["somewhere", "--redrive", "1"], "--redrive RUN_ID takes no CODE or OPERATION"),
+        (["--redrive", "1", "--cancel", "2"], "--cancel and --redrive cannot be given together"),
+        (["--redrive", "one"], "--redrive: invalid int value"),
     ],
 )
-def test_cli_cancel_arguments_are_checked_before_anything_runs(
+def test_cli_cancel_and_redrive_arguments_are_checked_before_anything_runs(
     args: list[str], message: str, cli_ini: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # In-process: argparse exits before the command reads its ini file or makes a Celery app.

@@ -325,6 +325,22 @@ def load_ini_settings(ini_file: Path) -> dict[str, Any]:
     return dict(get_appsettings(str(ini_file), name="main"))
 
 
+def open_ini(ini_file: Path, resources: ExitStack) -> tuple[dict[str, Any], Engine, Celery]:
+    """What a test stage of its own needs of its ini: the settings, with the database migrated to
+    head; an engine on that database; a Celery app to ping its workers. Closed with ``resources``."""
+    from tasks.app import make_celery
+    from warehouse.db import make_engine
+    from warehouse.migrate import upgrade
+
+    settings = load_ini_settings(ini_file)
+    upgrade(settings)
+    engine = make_engine(settings)
+    resources.callback(engine.dispose)
+    control_app = make_celery(settings)
+    resources.callback(control_app.close)
+    return settings, engine, control_app
+
+
 @pytest.fixture(scope="session")
 def settings(ini_file: Path) -> dict[str, Any]:
     """The ini's ``[app:main]`` settings, with the throwaway database migrated to head."""

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import redis
 
-from tasks.app import make_celery, runs_queue_name
+from tasks.app import runs_queue_name
 from tests.fleet.services import start_logged
 from tests.integration.browser.helpers import Stage
 from warehouse import scratch
@@ -60,9 +60,6 @@ def _wait_until_serving(base_url: str, process: Any, log: Path) -> None:
 @pytest.fixture(scope="module")
 def stage(harness: ModuleType, settings: dict[str, Any], redis_url: str, postgresql_lock: Any,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
-    from warehouse.db import make_engine
-    from warehouse.migrate import upgrade
-
     directory = tmp_path_factory.mktemp("browser")
     queue = f"q_browser_{secrets.token_hex(3)}"
     port = free_port()
@@ -75,12 +72,7 @@ def stage(harness: ModuleType, settings: dict[str, Any], redis_url: str, postgre
             "warehouse.test.chunk_delay_seconds": "0.15",
         })
         ini.write_text(ini.read_text().replace("listen = 127.0.0.1:6543", f"listen = 127.0.0.1:{port}"))
-        loaded = harness.load_ini_settings(ini)
-        upgrade(loaded)
-        engine = make_engine(loaded)
-        stack.callback(engine.dispose)
-        control_app = make_celery(loaded)
-        stack.callback(control_app.close)
+        _settings, engine, control_app = harness.open_ini(ini, stack)
         starter = harness.WorkerStarter(control_app, ini, directory)
         stack.callback(starter.stop_all)
         starter(["b1"], ini_file=ini, queues=[queue], concurrency=2)

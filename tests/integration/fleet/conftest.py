@@ -115,10 +115,6 @@ def make_fleet(
     test_network: tuple[Network, ServicesHost], harness: ModuleType, tmp_path: Path
 ) -> Iterator[Any]:
     """``make_fleet(**settings)``: a ``Fleet`` whose ini has ``settings`` added; see the module's doc."""
-    from tasks.app import make_celery
-    from warehouse.db import make_engine
-    from warehouse.migrate import upgrade
-
     net, host = test_network
     with ExitStack() as stack:
         made: list[Fleet] = []
@@ -127,12 +123,7 @@ def make_fleet(
             host.flush_redis()
             database_url = stack.enter_context(host.database("warehouse_fleet"))
             ini = harness.write_ini(tmp_path / "fleet.ini", database_url, host.redis_url, fleet_settings(**settings))
-            loaded = harness.load_ini_settings(ini)
-            upgrade(loaded)
-            engine = make_engine(loaded)
-            stack.callback(engine.dispose)
-            control_app = make_celery(loaded)
-            stack.callback(control_app.close)
+            loaded, engine, control_app = harness.open_ini(ini, stack)
             webapp = stack.enter_context(harness._web_app(loaded))
             log_dir = tmp_path / "logs"
             log_dir.mkdir(exist_ok=True)
