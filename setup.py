@@ -5,6 +5,8 @@ requires = [
     # A fraction of a second of memory for the run status every client polls (warehouse/run_status.py).
     "cachetools>=5.3",
     "celery[redis]>=5.5,<6",
+    # Schedules' five-field cron expressions, their next tick in a time zone (warehouse/schedules/).
+    "croniter>=6.0",
     # Bulk uploads: the document's row schemas compiled once, fast enough for 100,000 rows a request.
     "fastjsonschema>=2.19",
     # production.ini's web server: holds thousands of keep-alive pollers (warehouse/granian_server.py).
@@ -26,6 +28,8 @@ requires = [
     "tqdm>=4.60",
     "redis>=5",
     "SQLAlchemy>=2.0,<2.2",
+    # Webhook deliveries signed as the Standard Webhooks specification says (warehouse/webhooks/).
+    "standardwebhooks>=1.0",
     "urllib3>=2",
     "transaction>=4",
     # development.ini's web server, and the carrier stub's.

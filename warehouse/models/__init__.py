@@ -19,6 +19,8 @@ from .runs import (
     RunItemFailure,
     RunStatus,
 )
+from .schedules import Schedule, ScheduleTick, TickOutcome
+from .webhooks import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
 from .workers import WorkerProcess
 
 __all__ = [
@@ -26,14 +28,22 @@ __all__ = [
     "UNFINISHED_CHUNK_STATUSES",
     "Base",
     "ChunkStatus",
+    "DeliveryStatus",
     "IdempotencyKey",
     "Product",
     "Run",
     "RunChunk",
     "RunItemFailure",
     "RunStatus",
+    "Schedule",
+    "ScheduleTick",
     "Shipment",
+    "TickOutcome",
     "Warehouse",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookSubscription",
     "WorkerProcess",
     "get_tm_session",
 ]
