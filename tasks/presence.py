@@ -22,6 +22,7 @@ from pyramid.settings import asbool
 from warehouse.db import transaction
 from warehouse.ledger import workers as fleet
 
+from .chores import do_chores
 from .sweep import sweep
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class Presence:
                         self._register()
                 if self._sweeps:
                     sweep(self.app, self.context.session_factory, self.context.settings)
+                    do_chores(self.app, self.context.session_factory, self.context.settings)
             except Exception as error:  # noqa: BLE001 - database or broker away: try again next beat
                 logger.warning("worker %s: heartbeat or sweep failed: %s", self.node, error)
 
