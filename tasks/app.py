@@ -34,8 +34,12 @@ CELERY_DEFAULTS: dict[str, Any] = {
     # and the reconciler sends what was not sent (the ledger has it).
     "broker_connection_timeout": 2,
     "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},
-    # `celery -A tasks beat` sends the reconciler every minute.
-    "beat_schedule": {"reconcile-runs": {"task": "reconcileRuns", "schedule": 60.0}},
+    # `celery -A tasks beat` sends the reconciler every minute, and fires the due schedules every 10 s
+    # (``warehouse.schedule_fire_seconds``, tasks/schedules.py).
+    "beat_schedule": {
+        "reconcile-runs": {"task": "reconcileRuns", "schedule": 60.0},
+        "fire-schedules": {"task": "fireSchedules", "schedule": 10.0},
+    },
 }
 
 
@@ -147,7 +151,7 @@ def _after_fork(**_kwargs: Any) -> None:
 # beside the chunks' (``<default queue>.runs``; every worker consumes both), so that they never wait
 # behind a backlog of chunks: a cancel ends its run in moments even with 20,000 chunks queued, and a
 # run starts while another's chunks are still queued. A worker takes from each queue in turn.
-RUN_LEVEL_TASKS = ("processWholeWarehouse", "processFinished", "reconcileRuns")
+RUN_LEVEL_TASKS = ("processWholeWarehouse", "processFinished", "reconcileRuns", "fireSchedules")
 
 
 def runs_queue_name(default_queue: str) -> str:
@@ -166,7 +170,8 @@ def route_run_level_tasks(app: Celery) -> None:
 
 
 def make_celery(settings: Mapping[str, Any]) -> Celery:
-    from . import presence, runs  # noqa: F401 - presence connects the worker signals that start it
+    # presence connects the worker signals that start it; schedules registers its chore on import.
+    from . import presence, runs, schedules  # noqa: F401
 
     operations.register_from_settings(settings)
     app = Celery("warehouse", set_as_current=False)
@@ -175,4 +180,5 @@ def make_celery(settings: Mapping[str, Any]) -> Celery:
     app.warehouse = context = WorkerContext(settings)  # type: ignore[attr-defined]
     _contexts.add(context)
     runs.register(app)
+    schedules.register(app)
     return app

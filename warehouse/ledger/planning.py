@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -37,8 +38,11 @@ def create_run(
     operation: str,
     chunk_size: int,
     tolerated_failure_percent: Decimal = Decimal(0),
+    schedule_id: int | None = None,
+    scheduled_for: dt.datetime | None = None,
 ) -> Run:
-    """Record a pending run. The caller enqueues ``processWholeWarehouse`` once this commits."""
+    """Record a pending run (a schedule's: ``schedule_id`` and its tick, ``scheduled_for``). The caller
+    enqueues ``processWholeWarehouse`` once this commits."""
     active = active_run_id(session, warehouse.id, operation)
     if active is not None:
         raise ActiveRunExists(active)
@@ -48,6 +52,8 @@ def create_run(
         status=RunStatus.PENDING,
         chunk_size=chunk_size,
         tolerated_failure_percent=tolerated_failure_percent,
+        schedule_id=schedule_id,
+        scheduled_for=scheduled_for,
     )
     try:
         # A savepoint, so losing the race on the partial unique index leaves the caller's
