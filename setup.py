@@ -76,6 +76,7 @@ setup(
             "initialize_warehouse_db = warehouse.scripts.initialize_db:main",
             "warehouse-seed = warehouse.scripts.seed:main",
             "warehouse-run = warehouse.scripts.run:main",
+            "warehouse-schedule = warehouse.scripts.schedule:main",
             "warehouse-reconcile = warehouse.scripts.reconcile:main",
             "warehouse-carrier-stub = warehouse.scripts.carrier_stub:main",
         ],

@@ -74,6 +74,8 @@ def run_json(run: Run, warehouse_code: str) -> dict[str, Any]:
         "eta_seconds": eta_seconds(run),
         "redrive_count": run.redrive_count or 0,
         "redriven_at": isoformat(run.redriven_at),
+        "schedule_id": run.schedule_id,
+        "scheduled_for": isoformat(run.scheduled_for),
         "result": run.result,
         "error": run.error,
         "links": {"self": f"/api/runs/{run.id}", "page": f"/runs/{run.id}"},

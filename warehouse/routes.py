@@ -15,6 +15,8 @@ API_ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("api.warehouse.products", "/api/warehouses/{code}/products", ("GET", "POST")),
     ("api.warehouse.shipments", "/api/warehouses/{code}/shipments", ("GET", "POST")),
     ("api.warehouse.runs", "/api/warehouses/{code}/runs", ("POST",)),
+    ("api.warehouse.schedules", "/api/warehouses/{code}/schedules", ("GET", "POST")),
+    ("api.schedule", "/api/schedules/{id}", ("GET", "PATCH", "DELETE")),
     ("api.runs", "/api/runs", ("GET",)),
     ("api.run", "/api/runs/{id}", ("GET",)),
     ("api.run.cancel", "/api/runs/{id}/cancel", ("POST",)),

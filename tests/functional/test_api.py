@@ -432,11 +432,12 @@ def test_get_run_has_the_documented_shape(
     assert set(run) == {
         "id", "warehouse", "operation", "status", "chunk_size", "tolerated_failure_percent", "chunks", "items",
         "created_at", "cancel_requested_at", "started_at", "finished_at", "eta_seconds", "redrive_count",
-        "redriven_at", "result", "error", "links",
+        "redriven_at", "schedule_id", "scheduled_for", "result", "error", "links",
     }
     assert (run["id"], run["warehouse"], run["operation"], run["status"]) == (
         started["id"], warehouse.code, "valuation", "succeeded",
     )
+    assert (run["schedule_id"], run["scheduled_for"]) == (None, None)  # started by a person, not a schedule
     assert run["chunks"] == {"total": 1, "done": 1, "failed": 0, "skipped": 0, "remaining": 0}
     assert run["items"] == {"total": 3, "done": 3, "failed": 0, "remaining": 0}
     assert run["created_at"] <= run["started_at"] <= run["finished_at"]

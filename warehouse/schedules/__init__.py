@@ -7,7 +7,7 @@
 """
 
 from .editing import create_schedule, delete_schedule, list_schedules, schedule_or_404, update_schedule
-from .presenting import last_ticks, schedule_json, tick_json, ticks_page
+from .presenting import recent_ticks, schedule_json, tick_json, ticks_page
 from .ticker import Firing, fire_due_schedules, fire_schedule
 from .timing import latest_tick, next_tick, parse_cron, parse_timezone
 
@@ -17,12 +17,12 @@ __all__ = [
     "delete_schedule",
     "fire_due_schedules",
     "fire_schedule",
-    "last_ticks",
     "latest_tick",
     "list_schedules",
     "next_tick",
     "parse_cron",
     "parse_timezone",
+    "recent_ticks",
     "schedule_json",
     "schedule_or_404",
     "tick_json",

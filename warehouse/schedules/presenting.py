@@ -26,7 +26,11 @@ def tick_json(tick: ScheduleTick, timezone: str) -> dict[str, Any]:
     }
 
 
-def schedule_json(schedule: Schedule, warehouse_code: str, last_tick: ScheduleTick | None) -> dict[str, Any]:
+RECENT_TICKS = 5
+
+
+def schedule_json(schedule: Schedule, warehouse_code: str, recent: list[ScheduleTick]) -> dict[str, Any]:
+    """The schedule, with its ``recent`` ticks (newest first)."""
     return {
         "id": schedule.id,
         "warehouse": warehouse_code,
@@ -38,21 +42,30 @@ def schedule_json(schedule: Schedule, warehouse_code: str, last_tick: ScheduleTi
         "enabled": schedule.enabled,
         "next_run_at": isoformat(schedule.next_run_at),
         "next_run_at_local": isoformat(local_time(schedule.next_run_at, schedule.timezone)),
-        "last_tick": None if last_tick is None else tick_json(last_tick, schedule.timezone),
+        "recent_ticks": [tick_json(tick, schedule.timezone) for tick in recent],
         "created_at": isoformat(schedule.created_at),
         "updated_at": isoformat(schedule.updated_at),
         "links": {"self": f"/api/schedules/{schedule.id}"},
     }
 
 
-def last_ticks(session: Session, schedule_ids: list[int]) -> dict[int, ScheduleTick]:
-    """Each schedule's newest tick, by schedule id, in one query."""
+def recent_ticks(session: Session, schedule_ids: list[int], per_schedule: int = RECENT_TICKS) -> dict[int, list[ScheduleTick]]:
+    """Each schedule's newest ticks, newest first, by schedule id, in one query."""
+    found: dict[int, list[ScheduleTick]] = {schedule_id: [] for schedule_id in schedule_ids}
     if not schedule_ids:
-        return {}
-    latest = (
-        select(func.max(ScheduleTick.id)).where(ScheduleTick.schedule_id.in_(schedule_ids)).group_by(ScheduleTick.schedule_id)
+        return found
+    ranked = (
+        select(
+            ScheduleTick.id,
+            func.row_number().over(partition_by=ScheduleTick.schedule_id, order_by=ScheduleTick.id.desc()).label("rank"),
+        )
+        .where(ScheduleTick.schedule_id.in_(schedule_ids))
+        .subquery()
     )
-    return {tick.schedule_id: tick for tick in session.scalars(select(ScheduleTick).where(ScheduleTick.id.in_(latest)))}
+    newest = select(ranked.c.id).where(ranked.c.rank <= per_schedule)
+    for tick in session.scalars(select(ScheduleTick).where(ScheduleTick.id.in_(newest)).order_by(ScheduleTick.id.desc())):
+        found[tick.schedule_id].append(tick)
+    return found
 
 
 def ticks_page(session: Session, schedule_id: int, limit: int, before_id: int | None) -> tuple[list[ScheduleTick], bool]:
