@@ -270,6 +270,8 @@ CODE_ROUTES = [
     ("POST", "/api/warehouses/{code}/products", [product("P-1")], (400, 404)),
     ("POST", "/api/warehouses/{code}/shipments", [shipment_row("S-1")], (400, 404)),
     ("POST", "/api/warehouses/{code}/runs", {"operation": "valuation"}, (400,)),
+    ("GET", "/api/warehouses/{code}/schedules", None, (400,)),
+    ("POST", "/api/warehouses/{code}/schedules", {"operation": "valuation", "cron": "0 6 * * *"}, (400,)),
 ]
 CODE_ROUTE_IDS = [f"{method} {path}" for method, path, _, _ in CODE_ROUTES]
 
@@ -765,6 +767,19 @@ def test_a_hostile_run_id_is_400(
 
     with unchanged(db, sent):
         refused(send(testapp, method, url, headers=operator), 400, "id")
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+@pytest.mark.parametrize("schedule_id", RUN_ID_ATTACKS)
+def test_a_hostile_schedule_id_is_400(
+    method: str, schedule_id: str, testapp: TestApp, operator: dict, db: Database, sent: list[Sent]
+) -> None:
+    url = f"/api/schedules/{schedule_id if schedule_id.startswith('%') else quote(schedule_id, safe='')}"
+    body = '{"enabled": false}' if method == "PATCH" else None
+
+    with unchanged(db, sent):
+        response = send(testapp, method, url, body, operator, "application/json" if body else None)
+        refused(response, 400, "id")
 
 
 QUERY_ATTACKS: list[tuple[str, str]] = [
