@@ -522,6 +522,11 @@ ROUTES = [
     ("GET", "/api/runs/{run_id}/chunks", None, "viewer"),
     ("GET", "/api/runs/{run_id}/timeline", None, "viewer"),
     ("GET", "/api/workers", None, "viewer"),
+    ("GET", "/api/warehouses/{code}/schedules", None, "viewer"),
+    ("POST", "/api/warehouses/{code}/schedules", {"operation": "valuation", "cron": "0 6 1 1 *"}, "operator"),
+    ("GET", "/api/schedules/{schedule_id}", None, "viewer"),
+    ("PATCH", "/api/schedules/{schedule_id}", {"enabled": False}, "operator"),
+    ("DELETE", "/api/schedules/{schedule_id}", None, "operator"),
 ]
 ROUTE_IDS = [f"{method} {path}" for method, path, _, _ in ROUTES]
 # Routes anyone may call (tested in test_health.py).
@@ -529,22 +534,36 @@ PUBLIC_ROUTES = ["/api/health"]
 
 
 def test_these_tests_cover_every_api_route(wsgi_app: Router) -> None:
-    covered = {path.replace("{run_id}", "{id}") for _, path, _, _ in ROUTES} | set(PUBLIC_ROUTES)
+    covered = {path.replace("{run_id}", "{id}").replace("{schedule_id}", "{id}") for _, path, _, _ in ROUTES} | set(PUBLIC_ROUTES)
 
     assert covered == api_routes(wsgi_app)
 
 
-def call(testapp: TestApp, route: tuple, headers: dict, warehouse: Warehouse, run_id: int, status: int) -> TestResponse:
+def call(
+    testapp: TestApp, route: tuple, headers: dict, warehouse: Warehouse, run_id: int, status: int, schedule_id: int = 0
+) -> TestResponse:
     method, path, body, _ = route
-    url = path.format(code=warehouse.code, run_id=run_id)
+    url = path.format(code=warehouse.code, run_id=run_id, schedule_id=schedule_id)
     if method == "GET":
         return testapp.get(url, headers=headers, status=status)
+    if method == "DELETE":
+        return testapp.delete(url, headers=headers, status=status)
+    if method == "PATCH":
+        return testapp.patch_json(url, body, headers=headers, status=status)
     return testapp.post_json(url, body, headers=headers, status=status)
 
 
 @pytest.fixture
 def ended_run(db: Any, warehouse: Warehouse) -> int:
     return add_run(db, warehouse.id, RunStatus.SUCCEEDED)
+
+
+@pytest.fixture
+def a_schedule(db: Any, warehouse: Warehouse) -> int:
+    from warehouse.schedules import create_schedule
+
+    with db.session() as session:
+        return create_schedule(session, warehouse, {"operation": "valuation", "cron": "0 6 1 1 *"}).id
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
@@ -554,10 +573,11 @@ def ended_run(db: Any, warehouse: Warehouse) -> int:
     ids=["none", "wrong token", "basic scheme", "no scheme", "empty bearer"],
 )
 def test_without_a_valid_token_every_route_is_401(
-    route: tuple, headers: dict, testapp: TestApp, db: Any, sent: list[Sent], warehouse: Warehouse, ended_run: int
+    route: tuple, headers: dict, testapp: TestApp, db: Any, sent: list[Sent], warehouse: Warehouse, ended_run: int,
+    a_schedule: int,
 ) -> None:
     with nothing_written_or_sent(db, sent):
-        response = call(testapp, route, headers, warehouse, ended_run, 401)
+        response = call(testapp, route, headers, warehouse, ended_run, 401, a_schedule)
 
     assert_error(response, 401, "unauthorized")
     assert response.headers["WWW-Authenticate"].lower().startswith("bearer")
@@ -565,10 +585,11 @@ def test_without_a_valid_token_every_route_is_401(
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if r[3] == "operator"], ids=lambda r: f"{r[0]} {r[1]}")
 def test_a_viewer_may_not_use_operator_routes(
-    route: tuple, testapp: TestApp, viewer: dict, db: Any, sent: list[Sent], warehouse: Warehouse, ended_run: int
+    route: tuple, testapp: TestApp, viewer: dict, db: Any, sent: list[Sent], warehouse: Warehouse, ended_run: int,
+    a_schedule: int,
 ) -> None:
     with nothing_written_or_sent(db, sent):
-        response = call(testapp, route, viewer, warehouse, ended_run, 403)
+        response = call(testapp, route, viewer, warehouse, ended_run, 403, a_schedule)
 
     assert_error(response, 403, "forbidden")
 
@@ -576,9 +597,10 @@ def test_a_viewer_may_not_use_operator_routes(
 @pytest.mark.parametrize("route", [r for r in ROUTES if r[3] == "viewer"], ids=lambda r: f"{r[0]} {r[1]}")
 @pytest.mark.parametrize("role", ["viewer", "operator"])
 def test_viewers_and_operators_may_read(
-    route: tuple, role: str, request: pytest.FixtureRequest, testapp: TestApp, warehouse: Warehouse, ended_run: int
+    route: tuple, role: str, request: pytest.FixtureRequest, testapp: TestApp, warehouse: Warehouse, ended_run: int,
+    a_schedule: int,
 ) -> None:
-    response = call(testapp, route, request.getfixturevalue(role), warehouse, ended_run, 200)
+    response = call(testapp, route, request.getfixturevalue(role), warehouse, ended_run, 200, a_schedule)
 
     assert response.content_type == "application/json"
     assert not isinstance(response.json.get("error"), dict)
