@@ -151,7 +151,9 @@ def _after_fork(**_kwargs: Any) -> None:
 # beside the chunks' (``<default queue>.runs``; every worker consumes both), so that they never wait
 # behind a backlog of chunks: a cancel ends its run in moments even with 20,000 chunks queued, and a
 # run starts while another's chunks are still queued. A worker takes from each queue in turn.
-RUN_LEVEL_TASKS = ("processWholeWarehouse", "processFinished", "reconcileRuns", "fireSchedules")
+# A webhook's delivery goes there too: it tells of a run's end, so it should not wait behind chunks
+# either, and each is bounded by warehouse.webhook_timeout_seconds.
+RUN_LEVEL_TASKS = ("processWholeWarehouse", "processFinished", "reconcileRuns", "fireSchedules", "deliverWebhook")
 
 
 def runs_queue_name(default_queue: str) -> str:
@@ -170,8 +172,9 @@ def route_run_level_tasks(app: Celery) -> None:
 
 
 def make_celery(settings: Mapping[str, Any]) -> Celery:
-    # presence connects the worker signals that start it; schedules registers its chore on import.
-    from . import presence, runs, schedules  # noqa: F401
+    # presence connects the worker signals that start it; schedules and webhooks register their
+    # chores on import.
+    from . import presence, runs, schedules, webhooks  # noqa: F401
 
     operations.register_from_settings(settings)
     app = Celery("warehouse", set_as_current=False)
@@ -181,4 +184,5 @@ def make_celery(settings: Mapping[str, Any]) -> Celery:
     _contexts.add(context)
     runs.register(app)
     schedules.register(app)
+    webhooks.register(app)
     return app

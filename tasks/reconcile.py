@@ -7,7 +7,8 @@ The ledger knows what never finished, so this re-sends exactly that:
 - a run still ``pending`` a while after it was created never had its first task: send it again;
 - a ``running`` or ``cancelling`` run with no progress for a while, and no task of it on any live
   worker, has lost its messages: release its abandoned chunks and send the unfinished ones and the
-  callback again.
+  callback again;
+- a webhook delivery due and not leased to a sender: send its ``deliverWebhook`` again.
 
 Only with at least one live worker: without one nothing could run, and queued messages may still be
 waiting in the broker.
@@ -30,6 +31,7 @@ from warehouse.db import transaction
 from warehouse.models import Run, RunStatus
 
 from .canvas import send_resume
+from .webhooks import send_undelivered
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +75,14 @@ class ReconcileReport:
     workers: int
     started: list[int] = field(default_factory=list)
     resumed: dict[int, int] = field(default_factory=dict)  # run id -> chunks re-sent
+    webhook_deliveries_sent: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
             "workers": self.workers,
             "started": self.started,
             "resumed": [{"run_id": run_id, "chunks_sent": sent} for run_id, sent in self.resumed.items()],
+            "webhook_deliveries_sent": self.webhook_deliveries_sent,
         }
 
 
@@ -117,4 +121,9 @@ def reconcile(
         else:
             report.resumed[run_id] = sent
         logger.warning("reconcile: run %s %s", run_id, "restarted" if plan.restart else f"resumed with {sent} chunks")
+    # Webhook deliveries due and not being sent (their message lost, say): each worker's chore sends
+    # them too, but only where workers sweep; this sends them wherever beat runs.
+    report.webhook_deliveries_sent = send_undelivered(app, session_factory)
+    if report.webhook_deliveries_sent:
+        logger.warning("reconcile: %s webhook deliveries sent again", report.webhook_deliveries_sent)
     return report

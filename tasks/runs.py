@@ -14,10 +14,12 @@ from celery import Celery, Task
 
 from warehouse import ledger
 from warehouse.backoff import backoff_seconds
+from warehouse.webhooks.outbox import take_unsent
 
 from .canvas import send_chunks
 from .reconcile import reconcile
 from .retry import is_transient
+from .webhooks import send_deliveries
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +56,11 @@ def process_whole_warehouse(self: WarehouseTask, run_id: int) -> int:
     try:
         with self.context.transaction() as session:
             plan = ledger.plan_run(session, run_id)
+            deliveries = take_unsent(session)
     except Exception as error:
         self.retry_if_transient(error)
         raise
+    send_deliveries(self.app, deliveries)
     if plan is None:
         logger.info("run %s was planned already; nothing to dispatch", run_id)
         return 0
@@ -109,9 +113,11 @@ def process_finished(self: WarehouseTask, results: list[Any], run_id: int) -> st
     try:
         with self.context.transaction() as session:
             outcome = ledger.finalise_run(session, run_id)
+            deliveries = take_unsent(session)
     except Exception as error:
         self.retry_if_transient(error)
         raise
+    send_deliveries(self.app, deliveries)
     if outcome == ledger.FinaliseResult.WAIT:
         raise self.retry(countdown=FINISH_WAIT_SECONDS, max_retries=FINISH_MAX_WAITS)
     if outcome != ledger.FinaliseResult.DONE_ALREADY:

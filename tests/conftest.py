@@ -88,6 +88,9 @@ def make_settings(database: Path, **overrides: Any) -> dict[str, Any]:
         # chunks): the session's embedded worker must not. The sweep has tests of its own
         # (tests/unit/test_sweep.py, and the fleet tests on real workers).
         "warehouse.worker_sweep": "false",
+        # Webhook receivers must be public addresses, as in production: the tests that deliver swap
+        # the sending for a fake receiver (tests/functional/test_webhooks.py).
+        "warehouse.webhooks_allow_private_addresses": "false",
     }
     settings.update(overrides)
     return settings

@@ -26,6 +26,10 @@ API_ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("api.run.chunks", "/api/runs/{id}/chunks", ("GET",)),
     ("api.run.timeline", "/api/runs/{id}/timeline", ("GET",)),
     ("api.workers", "/api/workers", ("GET",)),
+    ("api.webhooks", "/api/webhooks", ("GET", "POST")),
+    ("api.webhook", "/api/webhooks/{id}", ("DELETE",)),
+    ("api.webhook.deliveries", "/api/webhooks/{id}/deliveries", ("GET",)),
+    ("api.webhook.delivery.retry", "/api/webhooks/{id}/deliveries/{delivery_id}/retry", ("POST",)),
     ("api.health", "/api/health", ("GET",)),
 ]
 

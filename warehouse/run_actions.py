@@ -17,6 +17,7 @@ from typing import Any
 from pyramid.request import Request
 
 from tasks.canvas import send_chunks, send_finish, send_resume, send_start
+from tasks.webhooks import send_deliveries
 
 from . import ledger, operations
 from .dispatch import after_commit
@@ -25,6 +26,7 @@ from .lookups import run_or_404, warehouse_or_404
 from .models import Run, RunStatus
 from .run_status import run_status_cache
 from .settings import chunk_size as default_chunk_size
+from .webhooks.outbox import take_unsent
 
 
 def start_run(
@@ -62,6 +64,9 @@ def cancel_run(request: Request, run_id: int) -> tuple[Run, str, dict[str, Any]]
         run = ledger.cancel_run(request.dbsession, run.id)
     except ledger.RunEnded as ended:
         raise ApiError(409, "run_ended", str(ended), {"field": "id", "status": ended.status}) from None
+    deliveries = take_unsent(request.dbsession)
+    if deliveries:  # a pending run, cancelled at once: its end is told now
+        after_commit(request, lambda app: send_deliveries(app, deliveries), f"the webhooks of run {run.id}")
     if run.status == RunStatus.CANCELLING:
         # Its callback skips every chunk that has not started and ends the run once the running
         # ones finish, without waiting for the queued chunk messages to drain.

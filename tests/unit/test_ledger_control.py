@@ -607,7 +607,7 @@ def test_reconcile_without_workers_sends_nothing_and_changes_nothing(
 
     report = reconcile(FakeCelery(FakeInspect([])), ledger_db.session_factory, RECONCILE_SETTINGS, now=now)  # type: ignore[arg-type]
 
-    assert report.as_json() == {"workers": 0, "started": [], "resumed": []}
+    assert report.as_json() == {"workers": 0, "started": [], "resumed": [], "webhook_deliveries_sent": 0}
     assert resumed == []
     assert chunk_statuses(ledger_db, stale) == [ChunkStatus.RUNNING]
     assert get_run(ledger_db, pending).status == RunStatus.PENDING

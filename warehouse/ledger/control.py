@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..models import ChunkStatus, Run, RunChunk, RunStatus
+from ..webhooks.outbox import record_run_event
 from .planning import pending_chunks
 from .shared import ChunkBounds, utcnow
 
@@ -41,6 +42,8 @@ def cancel_run(session: Session, run_id: int) -> Run:
     elif run.status != RunStatus.CANCELLING:
         raise RunEnded(run_id, run.status)
     session.flush()
+    if run.status == RunStatus.CANCELLED:
+        record_run_event(session, run_id, RunStatus.CANCELLED)
     return run
 
 

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from .. import operations
 from ..models import UNFINISHED_CHUNK_STATUSES, ChunkStatus, Run, RunChunk, RunStatus
+from ..webhooks.outbox import record_run_event
 from .shared import exceeds_threshold, utcnow
 
 
@@ -53,7 +54,10 @@ def finalise_run(session: Session, run_id: int) -> str:
         .where(Run.id == run_id, Run.status.in_((RunStatus.RUNNING, RunStatus.CANCELLING)))
         .values(status=status, result=result, finished_at=utcnow())
     )
-    return status if finalised.rowcount == 1 else FinaliseResult.DONE_ALREADY
+    if finalised.rowcount != 1:
+        return FinaliseResult.DONE_ALREADY
+    record_run_event(session, run_id, status)
+    return status
 
 
 def decide_status(run: Run) -> RunStatus:

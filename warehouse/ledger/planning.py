@@ -13,6 +13,7 @@ from sqlalchemy.sql import Subquery
 
 from .. import operations
 from ..models import ACTIVE_RUN_STATUSES, ChunkStatus, Run, RunChunk, RunStatus, Warehouse
+from ..webhooks.outbox import record_run_event
 from .shared import ChunkBounds, utcnow
 
 
@@ -101,6 +102,7 @@ def plan_run(session: Session, run_id: int) -> list[ChunkBounds] | None:
         .where(Run.id == run_id)
         .values(chunks_total=chunks_total, items_total=items_total, last_item_id=last_item_id)
     )
+    record_run_event(session, run_id, RunStatus.RUNNING)
     return pending_chunks(session, run_id)
 
 

@@ -26,6 +26,16 @@ class DeliveryStatus(enum.StrEnum):
 
 class WebhookSubscription(Base):
     __tablename__ = "webhook_subscriptions"
+    # What every run's change of status asks (warehouse/webhooks/outbox.py): the enabled
+    # subscriptions of its warehouse, or of every warehouse.
+    __table_args__ = (
+        Index(
+            "ix_webhook_subscriptions_enabled_warehouse_id",
+            "warehouse_id",
+            postgresql_where=text("enabled"),
+            sqlite_where=text("enabled"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     url: Mapped[str] = mapped_column(Text)
@@ -77,8 +87,9 @@ class WebhookDelivery(Base):
     status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    # Until when it is tried again (the event's time plus warehouse.webhook_retry_hours).
-    give_up_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # Until when it is tried again: set at its first attempt to its time plus
+    # warehouse.webhook_retry_hours (the ledger, which writes the row, does not read settings).
+    give_up_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -27,11 +27,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from tasks.app import make_celery
 from tasks.canvas import send_chunks, send_finish, send_start
+from tasks.webhooks import send_deliveries
 from warehouse import ledger, operations
 from warehouse.db import make_engine, make_session_factory, transaction
 from warehouse.models import Run, RunStatus, Warehouse
 from warehouse.presenters import TERMINAL_RUN_STATUSES, run_json
 from warehouse.settings import MAX_CHUNK_SIZE, chunk_size, load_settings
+from warehouse.webhooks.outbox import take_unsent
 
 POLL_SECONDS = 0.5
 
@@ -120,10 +122,13 @@ def cancel(settings: dict[str, Any], run_id: int) -> int:
             run = ledger.cancel_run(session, run_id)
             code = session.get_one(Warehouse, run.warehouse_id).code
             document = run_json(run, code)
+            deliveries = take_unsent(session)
     except NoResultFound:
         return fail(f"no run with id {run_id}")
     except ledger.RunEnded as ended:
         return fail(str(ended))
+    if deliveries:  # a pending run, cancelled at once (the workers' chore sends them if this cannot)
+        send_deliveries(make_celery(settings), deliveries)
     if run.status == RunStatus.CANCELLING:
         # Ends the run once the running chunks finish, without waiting for queued ones to drain.
         send_finish(make_celery(settings), run_id)

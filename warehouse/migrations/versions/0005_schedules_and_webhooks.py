@@ -70,6 +70,8 @@ def upgrade() -> None:
         sa.Column("created_at", WHEN, nullable=False),
         sa.Column("disabled_at", WHEN, nullable=True),
     )
+    op.create_index("ix_webhook_subscriptions_enabled_warehouse_id", "webhook_subscriptions", ["warehouse_id"],
+                    postgresql_where=sa.text("enabled"), sqlite_where=sa.text("enabled"))
     op.create_table(
         "webhook_events",
         sa.Column("id", BIG_ID, primary_key=True),
@@ -88,7 +90,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", WHEN, nullable=True),
-        sa.Column("give_up_at", WHEN, nullable=False),
+        sa.Column("give_up_at", WHEN, nullable=True),
         sa.Column("last_status_code", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("delivered_at", WHEN, nullable=True),
