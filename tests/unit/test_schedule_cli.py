@@ -1,11 +1,14 @@
 """``warehouse-schedule`` against an embedded-mode ini: JSON out, and bad input refused in one line on
 stderr with exit status 2, nothing written. Called in this process (each command is a process of
-its own otherwise, seconds apiece), and once as its own process."""
+its own otherwise, seconds apiece), and once as its own process. Last, the embedded default's web
+app, started on the same ini, fires a due schedule with its own worker's heartbeat."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,3 +107,33 @@ def test_the_command_as_its_own_process(ini: Path) -> None:
     assert refused.stderr.strip() == (
         "warehouse-schedule: error: cron must be five fields: minute hour day-of-month month day-of-week, such as '0 6 * * *'"
     )
+
+
+EMBEDDED_APP = """
+import json, sqlite3, sys, time
+from pyramid.paster import get_app
+get_app(sys.argv[1])  # the web app of `make run`, with its embedded worker: nothing else is started
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    time.sleep(0.5)
+    with sqlite3.connect(sys.argv[2]) as db:
+        rows = db.execute("SELECT status, scheduled_for FROM runs WHERE schedule_id = ?", (int(sys.argv[3]),)).fetchall()
+    if rows and rows[0][0] == "succeeded":
+        break
+print(json.dumps(rows), flush=True)
+import os; os._exit(0)  # the embedded worker's threads never end by themselves
+"""
+
+
+def test_the_embedded_default_fires_a_due_schedule_on_its_workers_heartbeat(ini: Path, schedule) -> None:  # type: ignore[no-untyped-def]
+    created = json.loads(schedule(ini, "add", "cli", "valuation", "--cron", "* * * * *").stdout)
+    database = ini.with_name("cli.sqlite")
+    with sqlite3.connect(database) as connection:  # as if its tick had come while nothing ran
+        connection.execute("UPDATE schedules SET next_run_at = '2020-01-01 00:00:00.000000' WHERE id = ?", (created["id"],))
+
+    done = subprocess.run([sys.executable, "-c", EMBEDDED_APP, str(ini), str(database), str(created["id"])],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+    [(status, scheduled_for)] = json.loads(done.stdout or "[[null, null]]") or [(None, None)]
+    assert status == "succeeded", done.stderr[-3000:]
+    assert scheduled_for > "2020-01-01"  # the latest due tick, not the first one missed
