@@ -12,9 +12,10 @@ import datetime as dt
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import text
