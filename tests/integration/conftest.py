@@ -289,6 +289,9 @@ TUNABLE_SETTINGS = {
     # Tests of shipping_labels point these at a stub of their own (tests/integration/test_labels_on_workers.py).
     "warehouse.carrier_url": "http://127.0.0.1:8081",
     "warehouse.carrier_max_in_flight": "100",
+    # Webhook receivers of the tests listen on loopback (tests/integration/webhook_receiver.py); the
+    # test of the refusal at send time turns this off for its lane.
+    "warehouse.webhooks_allow_private_addresses": "true",
 }
 
 
