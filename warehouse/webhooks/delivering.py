@@ -158,10 +158,8 @@ def record(session: Session, claim: Claim, answer: Answer, settings: Mapping[str
 
 def disable_subscription(session: Session, subscription_id: int, reason: str, now: dt.datetime) -> None:
     """The receiver wants no more: the subscription is disabled and its pending deliveries fail."""
-    session.execute(
-        update(WebhookSubscription).where(WebhookSubscription.id == subscription_id)
-        .values(enabled=False, disabled_reason=reason, disabled_at=now)
-    )
+    subscription = session.get_one(WebhookSubscription, subscription_id)
+    subscription.enabled, subscription.disabled_reason, subscription.disabled_at = False, reason, now
     session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.status == DeliveryStatus.PENDING)
