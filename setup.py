@@ -77,6 +77,7 @@ setup(
             "warehouse-seed = warehouse.scripts.seed:main",
             "warehouse-run = warehouse.scripts.run:main",
             "warehouse-schedule = warehouse.scripts.schedule:main",
+            "warehouse-webhooks = warehouse.scripts.webhooks:main",
             "warehouse-reconcile = warehouse.scripts.reconcile:main",
             "warehouse-carrier-stub = warehouse.scripts.carrier_stub:main",
         ],
