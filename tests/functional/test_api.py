@@ -527,6 +527,11 @@ ROUTES = [
     ("GET", "/api/schedules/{schedule_id}", None, "viewer"),
     ("PATCH", "/api/schedules/{schedule_id}", {"enabled": False}, "operator"),
     ("DELETE", "/api/schedules/{schedule_id}", None, "operator"),
+    ("GET", "/api/webhooks", None, "viewer"),
+    ("POST", "/api/webhooks", {"url": "https://93.184.216.34/auth", "events": ["run.failed"]}, "operator"),
+    ("DELETE", "/api/webhooks/{webhook_id}", None, "operator"),
+    ("GET", "/api/webhooks/{webhook_id}/deliveries", None, "viewer"),
+    ("POST", "/api/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", None, "operator"),
 ]
 ROUTE_IDS = [f"{method} {path}" for method, path, _, _ in ROUTES]
 # Routes anyone may call (tested in test_health.py).
@@ -534,16 +539,20 @@ PUBLIC_ROUTES = ["/api/health"]
 
 
 def test_these_tests_cover_every_api_route(wsgi_app: Router) -> None:
-    covered = {path.replace("{run_id}", "{id}").replace("{schedule_id}", "{id}") for _, path, _, _ in ROUTES} | set(PUBLIC_ROUTES)
+    covered = {
+        path.replace("{run_id}", "{id}").replace("{schedule_id}", "{id}").replace("{webhook_id}", "{id}")
+        for _, path, _, _ in ROUTES
+    } | set(PUBLIC_ROUTES)
 
     assert covered == api_routes(wsgi_app)
 
 
 def call(
-    testapp: TestApp, route: tuple, headers: dict, warehouse: Warehouse, run_id: int, status: int, schedule_id: int = 0
+    testapp: TestApp, route: tuple, headers: dict, warehouse: Warehouse, run_id: int, status: int, schedule_id: int = 0,
+    webhook_id: int = 0,
 ) -> TestResponse:
     method, path, body, _ = route
-    url = path.format(code=warehouse.code, run_id=run_id, schedule_id=schedule_id)
+    url = path.format(code=warehouse.code, run_id=run_id, schedule_id=schedule_id, webhook_id=webhook_id, delivery_id=1)
     if method == "GET":
         return testapp.get(url, headers=headers, status=status)
     if method == "DELETE":
@@ -566,6 +575,15 @@ def a_schedule(db: Any, warehouse: Warehouse) -> int:
         return create_schedule(session, warehouse, {"operation": "valuation", "cron": "0 6 1 1 *"}).id
 
 
+@pytest.fixture
+def a_webhook(db: Any, warehouse: Warehouse) -> int:
+    from warehouse.webhooks.subscriptions import create_subscription
+
+    with db.session() as session:
+        fields = {"url": "https://93.184.216.34/auth", "events": ["run.failed"], "warehouse": warehouse.code}
+        return create_subscription(session, fields, {})[0].id
+
+
 @pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
 @pytest.mark.parametrize(
     "headers",
@@ -574,10 +592,10 @@ def a_schedule(db: Any, warehouse: Warehouse) -> int:
 )
 def test_without_a_valid_token_every_route_is_401(
     route: tuple, headers: dict, testapp: TestApp, db: Any, sent: list[Sent], warehouse: Warehouse, ended_run: int,
-    a_schedule: int,
+    a_schedule: int, a_webhook: int,
 ) -> None:
     with nothing_written_or_sent(db, sent):
-        response = call(testapp, route, headers, warehouse, ended_run, 401, a_schedule)
+        response = call(testapp, route, headers, warehouse, ended_run, 401, a_schedule, a_webhook)
 
     assert_error(response, 401, "unauthorized")
     assert response.headers["WWW-Authenticate"].lower().startswith("bearer")
@@ -586,10 +604,10 @@ def test_without_a_valid_token_every_route_is_401(
 @pytest.mark.parametrize("route", [r for r in ROUTES if r[3] == "operator"], ids=lambda r: f"{r[0]} {r[1]}")
 def test_a_viewer_may_not_use_operator_routes(
     route: tuple, testapp: TestApp, viewer: dict, db: Any, sent: list[Sent], warehouse: Warehouse, ended_run: int,
-    a_schedule: int,
+    a_schedule: int, a_webhook: int,
 ) -> None:
     with nothing_written_or_sent(db, sent):
-        response = call(testapp, route, viewer, warehouse, ended_run, 403, a_schedule)
+        response = call(testapp, route, viewer, warehouse, ended_run, 403, a_schedule, a_webhook)
 
     assert_error(response, 403, "forbidden")
 
@@ -598,9 +616,9 @@ def test_a_viewer_may_not_use_operator_routes(
 @pytest.mark.parametrize("role", ["viewer", "operator"])
 def test_viewers_and_operators_may_read(
     route: tuple, role: str, request: pytest.FixtureRequest, testapp: TestApp, warehouse: Warehouse, ended_run: int,
-    a_schedule: int,
+    a_schedule: int, a_webhook: int,
 ) -> None:
-    response = call(testapp, route, request.getfixturevalue(role), warehouse, ended_run, 200, a_schedule)
+    response = call(testapp, route, request.getfixturevalue(role), warehouse, ended_run, 200, a_schedule, a_webhook)
 
     assert response.content_type == "application/json"
     assert not isinstance(response.json.get("error"), dict)

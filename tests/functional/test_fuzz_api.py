@@ -49,7 +49,9 @@ from webtest import TestApp
 
 from tests.conftest import OPERATOR_TOKEN, TERMINAL_RUN_STATUSES, bearer, wait_for_run
 from tests.functional.helpers import SCHEMA_SPEAK
-from warehouse.models import ChunkStatus, Run, RunChunk, RunItemFailure, RunStatus, Schedule, Warehouse
+from warehouse.models import (
+    ChunkStatus, Run, RunChunk, RunItemFailure, RunStatus, Schedule, Warehouse, WebhookSubscription,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -205,9 +207,12 @@ def _add_idle_runs(db: Any, data: FuzzData) -> None:
 
 @pytest.fixture
 def fuzz_data(testapp: TestApp, db: Any) -> Iterator[FuzzData]:
+    webhooks_before = db.scalar(select(func.coalesce(func.max(WebhookSubscription.id), 0)))
     data = _make_fuzz_data(testapp, db)
     yield data
     _end_fuzz_runs(testapp, db, data)
+    # Webhooks the fuzzing subscribed would be told of the runs of the tests after this one.
+    db.execute(delete(WebhookSubscription).where(WebhookSubscription.id > webhooks_before))
     # Schedules the fuzzing made would go on ticking for the tests after this one.
     db.execute(delete(Schedule).where(Schedule.warehouse_id.in_(select(Warehouse.id).where(Warehouse.code.in_(data.codes)))))
 

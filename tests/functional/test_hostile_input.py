@@ -839,6 +839,114 @@ def test_a_hostile_query_parameter_of_the_worker_list_is_400(
         refused(response, 400, name)
 
 
+# --- webhooks: url, events, warehouse, ids and the delivery log's query -----------------------------------
+
+URL_ATTACKS = {
+    **{name: value for name, value in FREE_TEXT_ATTACKS.items() if name != "backslash"},
+    "backslash": "https://93.184.216.34\\@10.0.0.5/",
+    "no scheme": "93.184.216.34/hook",
+    "file": "file:///etc/passwd",
+    "javascript": "javascript:alert(1)",
+    "gopher": "gopher://93.184.216.34:70/_GET",
+    "credentials": "https://admin:secret@93.184.216.34/",
+    "loopback": "http://127.0.0.1:6543/api/runs",
+    "loopback name": "http://localhost/",
+    "ipv6 loopback": "http://[::1]/",
+    "mapped loopback": "http://[::ffff:127.0.0.1]/",
+    "metadata": "http://169.254.169.254/latest/meta-data/",
+    "private": "http://10.0.0.5/",
+    "decimal loopback": "http://2130706433/",
+    "unspecified": "http://0.0.0.0/",
+    "homoglyph host": "https://ex\u0430mple.com/",
+    "rtl host": f"https://{RTL}.com/",
+    "zero width host": "https://exa\u200bmple.com/",
+    "bad port": "https://93.184.216.34:99999/",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("url", values(URL_ATTACKS), ids=ids(URL_ATTACKS))
+def test_a_hostile_webhook_url_is_refused(url: str, testapp: TestApp, operator: dict, db: Database, sent: list[Sent]) -> None:
+    with unchanged(db, sent):
+        response = send(testapp, "POST", "/api/webhooks", json.dumps({"url": url, "events": ["run.failed"]}), operator,
+                        "application/json")
+        refused(response, (400, 422), "url")
+
+
+EVENTS_ATTACKS = {
+    "sql drop": [SQL_DROP], "script": [SCRIPT], "nul": ["run.failed\u0000"], "capitals": ["RUN.FAILED"],
+    "padded": [" run.failed"], "homoglyph": ["run.f\u0430iled"], "very long": [LONG], "empty string": [""],
+    "number": [1], "null": [None], "nested": [["run.failed"]], "a string": "run.failed", "empty list": [],
+    "object": {"run.failed": True}, "wildcard": ["*"], "too many": ["run.failed"] * 21,
+}
+
+
+@pytest.mark.parametrize("events", values(EVENTS_ATTACKS), ids=ids(EVENTS_ATTACKS))
+def test_hostile_webhook_events_are_refused(events: Any, testapp: TestApp, operator: dict, db: Database, sent: list[Sent]) -> None:
+    with unchanged(db, sent):
+        response = send(testapp, "POST", "/api/webhooks", json.dumps({"url": "https://93.184.216.34/h", "events": events}),
+                        operator, "application/json")
+        error = refused(response, (400, 422), None)
+    assert str(error["details"]["field"]).startswith("events")
+
+
+@pytest.mark.parametrize("code", values(IDENTIFIER_ATTACKS) + [""], ids=ids(IDENTIFIER_ATTACKS) + ["empty"])
+def test_a_hostile_webhook_warehouse_is_400(code: str, testapp: TestApp, operator: dict, db: Database, sent: list[Sent]) -> None:
+    body = {"url": "https://93.184.216.34/h", "events": ["run.failed"], "warehouse": code}
+
+    with unchanged(db, sent):
+        refused(send(testapp, "POST", "/api/webhooks", json.dumps(body), operator, "application/json"), 400, "warehouse")
+
+
+WEBHOOK_ROUTES = [("DELETE", "/api/webhooks/{id}"), ("GET", "/api/webhooks/{id}/deliveries"),
+                  ("POST", "/api/webhooks/{id}/deliveries/1/retry")]
+
+
+@pytest.mark.parametrize("route", WEBHOOK_ROUTES, ids=[f"{method} {path}" for method, path in WEBHOOK_ROUTES])
+@pytest.mark.parametrize("webhook_id", RUN_ID_ATTACKS)
+def test_a_hostile_webhook_id_is_400(
+    route: tuple, webhook_id: str, testapp: TestApp, operator: dict, db: Database, sent: list[Sent]
+) -> None:
+    method, path = route
+    url = path.format(id=webhook_id if webhook_id.startswith("%") else quote(webhook_id, safe=""))
+
+    with unchanged(db, sent):
+        refused(send(testapp, method, url, headers=operator), 400, "id")
+
+
+@pytest.mark.parametrize("delivery_id", [*RUN_ID_ATTACKS, "9223372036854775808"])
+def test_a_hostile_delivery_id_is_400(delivery_id: str, testapp: TestApp, operator: dict, db: Database, sent: list[Sent]) -> None:
+    url = f"/api/webhooks/1/deliveries/{delivery_id if delivery_id.startswith('%') else quote(delivery_id, safe='')}/retry"
+
+    with unchanged(db, sent):
+        refused(send(testapp, "POST", url, headers=operator), 400, "delivery_id")
+
+
+@pytest.fixture
+def a_webhook(db: Database, warehouse: Warehouse) -> Iterator[int]:
+    from warehouse.models import WebhookSubscription
+    from warehouse.webhooks.subscriptions import create_subscription
+
+    with db.session() as session:
+        fields = {"url": "https://93.184.216.34/h", "events": ["run.failed"], "warehouse": warehouse.code}
+        webhook_id = create_subscription(session, fields, {})[0].id
+    yield webhook_id
+    with db.session() as session:
+        session.execute(WebhookSubscription.__table__.delete().where(WebhookSubscription.id == webhook_id))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [pair for pair in QUERY_ATTACKS if pair[0] in ("limit", "cursor")],
+    ids=[f"{n}={v[:30]!r}" for n, v in QUERY_ATTACKS if n in ("limit", "cursor")],
+)
+def test_a_hostile_query_parameter_of_the_delivery_log_is_400(
+    name: str, value: str, testapp: TestApp, viewer: dict, db: Database, sent: list[Sent], a_webhook: int
+) -> None:
+    with unchanged(db, sent):
+        response = send(testapp, "GET", f"/api/webhooks/{a_webhook}/deliveries?{name}={quote(value, safe='')}", headers=viewer)
+        refused(response, 400, name)
+
+
 # --- positive controls: the rules refuse no more than they should ------------------------------------------
 
 
