@@ -84,7 +84,7 @@ def test_add_list_pause_resume_and_delete(ini: Path, schedule) -> None:  # type:
         (["add", "nowhere", "valuation", "--cron", "0 6 * * *"], "no warehouse with code 'nowhere'"),
         (["add", "cli", "valuation"], "the following arguments are required: --cron"),
         (["pause", "999"], "no schedule with id 999"),
-        (["delete", "x"], "argument ID: 'x' is not a whole number"),
+        (["delete", "x"], "argument ID: 'x' is not an id (a whole number from 1)"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_status_2(ini: Path, schedule, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]

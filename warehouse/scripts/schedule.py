@@ -9,37 +9,24 @@ under development.ini, by the embedded worker of ``make run``.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, NoReturn
+from typing import Any
 
 from pyramid.paster import setup_logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warehouse import operations, schedules
-from warehouse.db import make_engine, make_session_factory, transaction
+from warehouse.db import make_engine, make_session_factory
 from warehouse.errors import ApiError
 from warehouse.models import Warehouse
 from warehouse.settings import load_settings
 
+from .commands import OneLineParser, print_outcome, record_id, whole_number
+
 PROG = "warehouse-schedule"
 
-
-class OneLineParser(argparse.ArgumentParser):
-    """Bad arguments: one line on stderr, exit status 2 (argparse's own error adds the usage)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{PROG}: error: {message} (see {PROG} --help)\n")
-
-
-def whole_number(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def number(text: str) -> Decimal:
@@ -72,7 +59,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     listing.add_argument("warehouse", metavar="CODE", nargs="?")
     for name, what in (("pause", "pause schedule ID"), ("resume", "resume schedule ID from its next tick"),
                        ("delete", "delete schedule ID and its ticks")):
-        commands.add_parser(name, help=what).add_argument("schedule_id", metavar="ID", type=whole_number)
+        commands.add_parser(name, help=what).add_argument("schedule_id", metavar="ID", type=record_id)
     return parser.parse_args(argv)
 
 
@@ -116,14 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(args.config_uri)
     operations.register_from_settings(settings)
     session_factory = make_session_factory(make_engine(settings))
-    try:
-        with transaction(session_factory) as session:
-            document = execute(session, args)
-    except ApiError as refused:
-        print(f"{PROG}: error: {refused.message}", file=sys.stderr)
-        return 2
-    print(json.dumps(document, indent=2))
-    return 0
+    return print_outcome(PROG, session_factory, lambda session: execute(session, args))
 
 
 if __name__ == "__main__":

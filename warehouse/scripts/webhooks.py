@@ -9,34 +9,21 @@ development.ini, by the embedded worker of ``make run``).
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from pyramid.paster import setup_logging
 from sqlalchemy.orm import Session
 
-from warehouse.db import make_engine, make_session_factory, transaction
-from warehouse.errors import ApiError
+from warehouse.db import make_engine, make_session_factory
 from warehouse.settings import load_settings
 from warehouse.webhooks import subscriptions
+
+from .commands import OneLineParser, print_outcome, record_id
 
 PROG = "warehouse-webhooks"
 MAX_DELIVERIES = 500
 
-
-class OneLineParser(argparse.ArgumentParser):
-    """Bad arguments: one line on stderr, exit status 2 (argparse's own error adds the usage)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{PROG}: error: {message} (see {PROG} --help)\n")
-
-
-def whole_number(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an id (a whole number from 1)")
-    return int(text)
 
 
 def event_list(text: str) -> list[str]:
@@ -57,10 +44,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                      help="comma-separated: run.started, run.succeeded, run.partially_failed, run.failed, run.cancelled")
     add.add_argument("--warehouse", metavar="CODE", help="only this warehouse's runs (default every warehouse's)")
     commands.add_parser("list", help="list the subscriptions (without their secrets)")
-    commands.add_parser("delete", help="delete subscription ID").add_argument("webhook_id", metavar="ID", type=whole_number)
+    commands.add_parser("delete", help="delete subscription ID").add_argument("webhook_id", metavar="ID", type=record_id)
     deliveries = commands.add_parser("deliveries", help="subscription ID's deliveries, newest first, with their attempts")
-    deliveries.add_argument("webhook_id", metavar="ID", type=whole_number)
-    deliveries.add_argument("--limit", type=whole_number, default=50, help=f"at most this many (up to {MAX_DELIVERIES})")
+    deliveries.add_argument("webhook_id", metavar="ID", type=record_id)
+    deliveries.add_argument("--limit", type=record_id, default=50, help=f"at most this many (up to {MAX_DELIVERIES})")
     return parser.parse_args(argv)
 
 
@@ -87,14 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.config_uri)
     settings = load_settings(args.config_uri)
     session_factory = make_session_factory(make_engine(settings))
-    try:
-        with transaction(session_factory) as session:
-            document = execute(session, args, settings)
-    except ApiError as refused:
-        print(f"{PROG}: error: {refused.message}", file=sys.stderr)
-        return 2
-    print(json.dumps(document, indent=2))
-    return 0
+    return print_outcome(PROG, session_factory, lambda session: execute(session, args, settings))
 
 
 if __name__ == "__main__":
