@@ -245,15 +245,22 @@ def test_a_run_with_nothing_failed_has_nothing_to_redrive(db: Any) -> None:
     assert unchanged(db, run_id) == before
 
 
-def test_a_run_is_not_redriven_while_another_of_its_operation_is_active(
-    db: Any, fails_some_items: FailsSomeItems
-) -> None:
+def ended_beside_an_active_run(db: Any, fails_some_items: FailsSomeItems) -> tuple[int, int, Any]:
+    """A run that ended partially failed, and a newer run of its operation still active on its
+    warehouse: the run's id, the other's, and the run as it stands (``unchanged``)."""
     ids, run_id, chunks = planned_run(db, products=10, chunk_size=10, operation=fails_some_items.name, tolerated="50")
     fails_some_items.failing = {ids[0]}
     run_every_chunk(db, run_id, chunks, "first")
     assert finalise(db, run_id) == RunStatus.PARTIALLY_FAILED
     other = new_run(db, get_run(db, run_id).warehouse_id, fails_some_items.name)
     before = unchanged(db, run_id)
+    return run_id, other, before
+
+
+def test_a_run_is_not_redriven_while_another_of_its_operation_is_active(
+    db: Any, fails_some_items: FailsSomeItems
+) -> None:
+    run_id, other, before = ended_beside_an_active_run(db, fails_some_items)
 
     with pytest.raises(ledger.AnotherRunActive) as refused:
         redrive(db, run_id)
@@ -266,12 +273,7 @@ def test_a_run_is_not_redriven_while_another_of_its_operation_is_active(
 def test_losing_the_race_for_the_one_active_run_is_refused_the_same_way(
     db: Any, fails_some_items: FailsSomeItems, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids, run_id, chunks = planned_run(db, products=10, chunk_size=10, operation=fails_some_items.name, tolerated="50")
-    fails_some_items.failing = {ids[0]}
-    run_every_chunk(db, run_id, chunks, "first")
-    assert finalise(db, run_id) == RunStatus.PARTIALLY_FAILED
-    other = new_run(db, get_run(db, run_id).warehouse_id, fails_some_items.name)
-    before = unchanged(db, run_id)
+    run_id, other, before = ended_beside_an_active_run(db, fails_some_items)
     # The other run's POST commits between the check and the redrive's own write: the index decides.
     real, calls = ledger.redrive.active_run_id, []
 
