@@ -12,6 +12,8 @@ requires = [
     # production.ini's web server: holds thousands of keep-alive pollers (warehouse/granian_server.py).
     "granian>=2.5,<3",
     "plaster_pastedeploy>=1.0",
+    # GET /metrics and each worker node's metrics port, every prefork child added up (warehouse/metrics/).
+    "prometheus_client>=0.20",
     "psycopg[binary]>=3.1",
     # The carrier's in-flight limit, shared by every worker through Redis (leased slots, so a killed
     # worker's slots come back by themselves).
@@ -28,6 +30,8 @@ requires = [
     "tqdm>=4.60",
     "redis>=5",
     "SQLAlchemy>=2.0,<2.2",
+    # production.ini's JSON log lines, with the run, chunk and request they belong to (warehouse/logs/).
+    "structlog>=24.1",
     # Webhook deliveries signed as the Standard Webhooks specification says (warehouse/webhooks/).
     "standardwebhooks>=1.0",
     "urllib3>=2",
