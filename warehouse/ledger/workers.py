@@ -222,6 +222,12 @@ def list_workers(session: Session, dead_before: dt.datetime, limit: int, alive: 
     ]
 
 
+def count_alive_workers(session: Session, settings: Mapping[str, Any]) -> int:
+    """Worker processes heartbeating now (the metrics' warehouse_workers_alive, the autoscalers' backlog)."""
+    dead_before = database_now(session) - dt.timedelta(seconds=dead_after_seconds(settings))
+    return session.scalar(select(func.count()).select_from(WorkerProcess).where(alive_condition(dead_before))) or 0
+
+
 def database_now(session: Session) -> dt.datetime:
     """The database's clock: heartbeats and the dead-worker cutoff are compared on one clock, so a
     node whose clock runs fast or slow is neither declared dead early nor kept alive late."""
