@@ -7,7 +7,8 @@ COPY setup.py README.md ./
 COPY warehouse ./warehouse
 COPY tasks ./tasks
 COPY production.ini development.ini ./
-RUN pip install --no-cache-dir .
+# The flower extra too, so that the compose file's flower service runs the same image.
+RUN pip install --no-cache-dir '.[flower]'
 
 EXPOSE 6543
 CMD ["sh", "-c", "initialize_warehouse_db production.ini && pserve production.ini"]

@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 BENCH_INSTALLED := $(VENV)/.bench-installed
 INI ?= development.ini
 
-.PHONY: install browser run test test-fast screenshots bench worker clean
+.PHONY: install browser run test test-fast screenshots bench worker flower clean
 
 $(INSTALLED): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,18 @@ test-fast: install
 # A worker for production.ini (scale out by starting more, on any machine that reaches the broker).
 worker: install
 	WAREHOUSE_INI=production.ini $(BIN)/celery -A tasks worker --loglevel=INFO
+
+# Flower (http://localhost:5555) over production.ini's broker (`make flower INI=other.ini`); its
+# extra installed first. Its /api answers only with authentication or FLOWER_UNAUTHENTICATED_API, so
+# this development instance listens on localhost only and turns the API on.
+FLOWER_INSTALLED := $(VENV)/.flower-installed
+$(FLOWER_INSTALLED): $(INSTALLED) setup.py
+	$(BIN)/pip install --quiet -e '.[flower]'
+	touch $(FLOWER_INSTALLED)
+
+flower: INI = production.ini
+flower: install $(FLOWER_INSTALLED)
+	WAREHOUSE_INI=$(INI) FLOWER_UNAUTHENTICATED_API=true $(BIN)/celery -A tasks flower --address=127.0.0.1 --port=5555
 
 # What the benchmarks need besides the tests' packages (matplotlib for the plot).
 $(BENCH_INSTALLED): $(INSTALLED) setup.py

@@ -41,9 +41,15 @@ requires = [
     "zope.sqlalchemy>=3",
 ]
 
+# Flower, the web UI over the workers' tasks (`make flower`; the image has it).
+flower_require = ["flower>=2.0"]
+
 tests_require = [
+    *flower_require,  # tests/integration/test_flower_on_workers.py starts it on a real worker
     # Drives the carrier client through in-process transports (tests/httpx_transport.py).
     "httpx>=0.27",
+    # deploy/kubernetes/ checked against the Kubernetes API's schemas, which it bundles (offline).
+    "kubernetes-validate>=1.33",
     # Drives Debian's chromium (/usr/bin/chromium) in the browser tests (tests/browser/); never
     # downloads a browser of its own.
     "playwright>=1.50",
@@ -70,7 +76,7 @@ setup(
     zip_safe=False,
     python_requires=">=3.11",
     install_requires=requires,
-    extras_require={"testing": tests_require, "bench": bench_require},
+    extras_require={"testing": tests_require, "bench": bench_require, "flower": flower_require},
     entry_points={
         "paste.app_factory": ["main = warehouse:main"],
         "paste.server_runner": ["granian = warehouse.granian_server:serve"],

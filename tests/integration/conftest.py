@@ -766,9 +766,9 @@ def make_lane(
     postgresql_lock: PostgresqlLock,
     tmp_path: Path,
 ) -> Iterator[Callable[..., Lane]]:
-    """``make_lane(name, workers=["r1"], concurrency=2, settings={...})``: a ``Lane`` for this test,
-    with ``settings`` added to its ini. When the test ends its workers are stopped, its queue is
-    deleted and its database dropped."""
+    """``make_lane(name, workers=["r1"], concurrency=2, settings={...}, worker_args=[...])``: a ``Lane``
+    for this test, with ``settings`` added to its ini and ``worker_args`` to each worker's command line.
+    When the test ends its workers are stopped, its queue is deleted and its database dropped."""
     from warehouse.db import make_engine
     from warehouse.migrate import upgrade
 
@@ -781,6 +781,7 @@ def make_lane(
         concurrency: int = 2,
         settings: dict[str, str] | None = None,
         broker_url: str | None = None,
+        worker_args: list[str] | None = None,
     ) -> Lane:
         queue = f"q_{name}_{secrets.token_hex(3)}"
         queues.append(queue)
@@ -803,7 +804,10 @@ def make_lane(
 
             lane_control = make_celery(lane_settings)
             resources.callback(lane_control.close)
-        started = start_workers(workers, ini_file=ini, queues=[queue], concurrency=concurrency, control_app=lane_control)
+        started = start_workers(
+            workers, ini_file=ini, queues=[queue], concurrency=concurrency, control_app=lane_control,
+            extra_args={worker: worker_args for worker in workers} if worker_args else None,
+        )
         return Lane(queue, ini, lane_settings, api, started, lane_control, redis_url, engine)
 
     try:
