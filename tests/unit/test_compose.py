@@ -43,3 +43,37 @@ def test_workers_send_the_task_events_flower_shows() -> None:
     services = load_compose()["services"]
     assert "flower" in services["flower"]["command"]
     assert "-E" in services["worker"]["command"].split()
+
+
+def test_flower_runs_from_the_image_behind_a_password() -> None:
+    flower = load_compose()["services"]["flower"]
+    # The Dockerfile installs the flower extra: nothing is installed when the container starts.
+    assert flower["command"].startswith("celery -A tasks flower") and "pip" not in flower["command"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH"]
+    assert "'.[flower]'" in (ROOT / "Dockerfile").read_text()
+
+
+def load_prometheus_config(services: dict) -> dict:
+    """The Prometheus config file the compose service mounts, at the path its command names."""
+    prometheus = services["prometheus"]
+    mounted = dict(volume.removesuffix(":ro").split(":", 1)[::-1] for volume in prometheus["volumes"])
+    (config_path,) = [arg.split("=", 1)[1] for arg in prometheus["command"] if arg.startswith("--config.file=")]
+    return yaml.safe_load((ROOT / mounted[config_path]).read_text())
+
+
+def test_prometheus_scrapes_the_web_app_and_every_worker_replica() -> None:
+    services = load_compose()["services"]
+    assert services["prometheus"]["image"].startswith("prom/prometheus:")
+    jobs = {job["job_name"]: job for job in load_prometheus_config(services)["scrape_configs"]}
+
+    web = jobs["warehouse-web"]
+    assert web["metrics_path"] == "/metrics"
+    (target,) = [target for config in web["static_configs"] for target in config["targets"]]
+    host, port = target.split(":")
+    assert host in services and f"{port}:{port}" in services[host]["ports"]
+
+    # --scale worker=N: every replica answers the service's DNS name, on the port its env gives it.
+    (discovery,) = jobs["warehouse-workers"]["dns_sd_configs"]
+    assert discovery["names"] == ["worker"] and discovery["type"] == "A"
+    assert str(discovery["port"]) == services["worker"]["environment"]["WAREHOUSE_WORKER_METRICS_PORT"] == "9808"
+    assert set(jobs) == {"warehouse-web", "warehouse-workers"}
