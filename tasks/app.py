@@ -172,9 +172,9 @@ def route_run_level_tasks(app: Celery) -> None:
 
 
 def make_celery(settings: Mapping[str, Any]) -> Celery:
-    # presence connects the worker signals that start it; schedules and webhooks register their
-    # chores on import.
-    from . import presence, runs, schedules, webhooks  # noqa: F401
+    # presence and node_metrics connect the worker signals that start them; schedules and webhooks
+    # register their chores on import.
+    from . import node_metrics, presence, runs, schedules, webhooks  # noqa: F401
 
     operations.register_from_settings(settings)
     app = Celery("warehouse", set_as_current=False)

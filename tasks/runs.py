@@ -8,12 +8,15 @@ skips its callback when any header task raises.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import Retry
 
 from warehouse import ledger
 from warehouse.backoff import backoff_seconds
+from warehouse.metrics import recording as metrics
 from warehouse.webhooks.outbox import take_unsent
 
 from .canvas import send_chunks
@@ -27,6 +30,8 @@ logger = logging.getLogger(__name__)
 # chord counted twice. Past this many waits the reconciler takes over.
 FINISH_WAIT_SECONDS = 5
 FINISH_MAX_WAITS = 720
+# The operation label of a chunk that failed before its claim could read the run's operation.
+UNKNOWN_OPERATION = "unknown"
 
 
 class WarehouseTask(Task):
@@ -79,6 +84,7 @@ def process_some_products(self: WarehouseTask, run_id: int, start_id: int, end_i
     context = self.context
     presence = context.presence
     claimed = None
+    started = 0.0
     try:
         with context.transaction() as session:
             claimed = ledger.claim_chunk(
@@ -86,14 +92,23 @@ def process_some_products(self: WarehouseTask, run_id: int, start_id: int, end_i
             )
         if claimed is None:
             logger.info("run %s chunk %s-%s: finished, skipped or held by another task; nothing to do", run_id, start_id, end_id)
+            metrics.chunk_skipped()
             return "skipped"
+        started = time.perf_counter()
         with context.transaction() as session:
             outcome = ledger.do_chunk(session, claimed, context.settings)
     except ledger.ChunkLost:
         logger.warning("run %s chunk %s-%s was taken over; this attempt's work is rolled back", run_id, start_id, end_id)
+        metrics.chunk_ended(claimed.operation if claimed else UNKNOWN_OPERATION, "lost")
         return "lost"
     except Exception as error:
-        self.retry_if_transient(error)
+        # The figures name the operation the claim read; a failure before any claim knows none.
+        operation = claimed.operation if claimed else UNKNOWN_OPERATION
+        try:
+            self.retry_if_transient(error)
+        except Retry:
+            metrics.chunk_ended(operation, "retried")
+            raise
         logger.exception("run %s chunk %s-%s failed for good", run_id, start_id, end_id)
         with context.transaction() as session:
             recorded = ledger.fail_chunk(
@@ -102,9 +117,11 @@ def process_some_products(self: WarehouseTask, run_id: int, start_id: int, end_i
             )
         if recorded and presence:
             presence.count("failed")
+        metrics.chunk_ended(operation, "failed" if recorded else "lost")
         return "failed" if recorded else "lost"
     if presence:
         presence.count("failed" if outcome.items_failed and not outcome.items_done else "done")
+    metrics.chunk_ended(claimed.operation, "done", time.perf_counter() - started, outcome.items_done, outcome.items_failed)
     return "done"
 
 

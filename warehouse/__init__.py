@@ -25,6 +25,7 @@ def main(global_config: dict[str, Any], **settings: Any) -> Router | StatusRepea
         config.include(".run_status")
         config.include(".progress_cache")
         config.include(".routes")
+        config.include(".metrics.web")
         config.include(".pages")
         config.scan(".views")
     return serving_repeats(config.make_wsgi_app())

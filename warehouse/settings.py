@@ -26,6 +26,8 @@ ENVIRONMENT_OVERRIDES: dict[str, tuple[str, ...]] = {
     "warehouse.tokens": ("WAREHOUSE_TOKENS",),
     "warehouse.session_secret": ("WAREHOUSE_SESSION_SECRET",),
     "warehouse.session_secure": ("WAREHOUSE_SESSION_SECURE",),
+    "warehouse.metrics_token": ("WAREHOUSE_METRICS_TOKEN",),
+    "warehouse.worker_metrics_port": ("WAREHOUSE_WORKER_METRICS_PORT",),
 }
 
 DEFAULT_CHUNK_SIZE = 500

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 import urllib3
 
+from warehouse.metrics import recording as metrics
+
 # Retry-After when a 429 names none.
 DEFAULT_RETRY_AFTER = 1.0
 # A longer Retry-After pauses every worker: past five minutes it is more likely a carrier's mistake.
@@ -112,6 +114,14 @@ def _message(response: HttpResponse) -> str:
         return response.body[:500].decode("utf-8", "replace") or f"HTTP {response.status}"
 
 
+def _refusal_outcome(response: HttpResponse) -> str:
+    """An answer that sold nothing, for the metrics (warehouse.metrics.specs.CARRIER_OUTCOMES); a
+    call without an answer counts as no_answer."""
+    if response.status == 429:
+        return "rate_limited"
+    return "server_error" if response.status >= 500 else "refused"
+
+
 class CarrierClient:
     def __init__(self, base_url: str, http: HttpTransport) -> None:
         self.base_url = base_url.rstrip("/")
@@ -119,27 +129,43 @@ class CarrierClient:
 
     def buy_label(self, order: LabelOrder) -> Label:
         """Buy (or, for a key the carrier has seen, fetch again) the label for ``order``."""
+        with metrics.carrier_call() as call:
+            response = self._post_order(order)
+            # Set before _label, which raises on a 2xx whose label is garbled: that is a bad answer.
+            call["outcome"] = "bad_answer" if response.status in (200, 201) else _refusal_outcome(response)
+            label = _label(response)
+            if label:
+                call["outcome"] = "sold"
+        if label:
+            return label
+        message = f"carrier answered {response.status}: {_message(response)}"
+        if response.status == 429 or response.status >= 500:
+            raise TransientCarrierError(message, _retry_after(response))
+        raise PermanentCarrierError(message)
+
+    def _post_order(self, order: LabelOrder) -> HttpResponse:
         payload = {"shipment_reference": order.reference, "ship_to": order.ship_to, "weight_grams": order.weight_grams}
         try:
-            response = self.http.post(
+            return self.http.post(
                 f"{self.base_url}/v1/labels",
                 {"Idempotency-Key": order.idempotency_key, "Content-Type": "application/json"},
                 json.dumps(payload).encode(),
             )
         except TransportFailure as error:
             raise TransientCarrierError(str(error)) from error
-        if response.status in (200, 201):
-            try:
-                body = json.loads(response.body)
-                return Label(label_id=body["label_id"], tracking_number=body["tracking_number"], label_url=body["label_url"])
-            except (ValueError, KeyError, TypeError) as error:
-                # Garbled on the way (a proxy, a cut connection)? Asking again with the same key is safe:
-                # the carrier answers with the label it sold, or sells the one it did not.
-                raise TransientCarrierError(f"carrier answered {response.status} without a label: {error!r}") from error
-        message = f"carrier answered {response.status}: {_message(response)}"
-        if response.status == 429 or response.status >= 500:
-            raise TransientCarrierError(message, _retry_after(response))
-        raise PermanentCarrierError(message)
+
+
+def _label(response: HttpResponse) -> Label | None:
+    """The label a 200 or 201 carries; None for any other status."""
+    if response.status not in (200, 201):
+        return None
+    try:
+        body = json.loads(response.body)
+        return Label(label_id=body["label_id"], tracking_number=body["tracking_number"], label_url=body["label_url"])
+    except (ValueError, KeyError, TypeError) as error:
+        # Garbled on the way (a proxy, a cut connection)? Asking again with the same key is safe:
+        # the carrier answers with the label it sold, or sells the one it did not.
+        raise TransientCarrierError(f"carrier answered {response.status} without a label: {error!r}") from error
 
 
 def make_http_client(timeout_seconds: float, max_connections: int) -> HttpTransport:

@@ -32,7 +32,9 @@ class MetricSpec:
 
 
 # Outcomes, so that their label values stay a fixed set.
-CHUNK_OUTCOMES = ("done", "failed", "skipped", "lost", "retried")
+# A chunk task that claimed its chunk: done (some items may have failed), failed for good, lost (taken
+# over while it worked), or retried (a transient error: it will run again).
+CHUNK_OUTCOMES = ("done", "failed", "lost", "retried")
 ITEM_OUTCOMES = ("done", "failed")
 CARRIER_OUTCOMES = ("sold", "refused", "rate_limited", "server_error", "no_answer", "bad_answer")
 # A webhook attempt: a 2xx; another answer; no answer (a timeout, a refused connection or address);
@@ -61,6 +63,11 @@ SPECS: tuple[MetricSpec, ...] = (
         ("operation", "outcome"),
     ),
     MetricSpec("warehouse_chunks_total", "counter", "Chunk tasks ended, by outcome.", ("operation", "outcome")),
+    MetricSpec(
+        "warehouse_chunks_skipped_total", "counter",
+        "Chunk deliveries that found nothing to do: the chunk finished or held by another task, or skipped "
+        "because its run was cancelled or past its failure threshold.",
+    ),
     MetricSpec("warehouse_chunk_duration_seconds", "histogram", "Time a chunk's work took, claim to commit.", ("operation",)),
     MetricSpec("warehouse_carrier_calls_total", "counter", "Calls to the carrier API, by outcome.", ("outcome",)),
     MetricSpec("warehouse_carrier_call_seconds", "histogram", "Time a carrier API call took, answered or not."),

@@ -14,8 +14,8 @@ from pyramid.httpexceptions import HTTPException, HTTPSeeOther
 from pyramid.request import Request
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
 
-# Every path but the API's and the static files'.
-PAGE_PATHS = r"^/(?!api(/|$)|static/)"
+# Every path but the API's, the static files' and /metrics (Prometheus reads its errors as JSON, as the API's).
+PAGE_PATHS = r"^/(?!api(/|$)|static/|metrics$)"
 ERROR_TEMPLATE = "warehouse:templates/pages/error.html"
 
 

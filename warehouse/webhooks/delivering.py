@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..backoff import backoff_seconds
 from ..db import transaction
+from ..metrics import recording as metrics
 from ..models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
 from ..presenters import isoformat
 from . import config
@@ -122,9 +123,20 @@ def attempt(claim: Claim, settings: Mapping[str, Any]) -> Answer:
     try:
         target = check_url(claim.url, allow_private=config.allow_private_addresses(settings))
     except AddressRefused as refused:
-        return Answer(None, f"refused: {refused}", 0)
-    headers = signed_headers(claim.secret, claim.message_id, claim.body)
-    return post(target, claim.body, headers, config.timeout_seconds(settings))
+        answer = Answer(None, f"refused: {refused}", 0)
+    else:
+        answer = post(target, claim.body, signed_headers(claim.secret, claim.message_id, claim.body), config.timeout_seconds(settings))
+    metrics.webhook_attempted(_outcome(answer))
+    return answer
+
+
+def _outcome(answer: Answer) -> str:
+    """The attempt's outcome for the metrics (warehouse.metrics.specs.WEBHOOK_OUTCOMES)."""
+    if answer.delivered:
+        return "delivered"
+    if answer.status_code is None:
+        return "no_answer"
+    return "gone" if answer.status_code == GONE else "rejected"
 
 
 def record(session: Session, claim: Claim, answer: Answer, settings: Mapping[str, Any], now: dt.datetime | None = None) -> str | None:
