@@ -89,6 +89,7 @@ setup(
             "warehouse-schedule = warehouse.scripts.schedule:main",
             "warehouse-webhooks = warehouse.scripts.webhooks:main",
             "warehouse-reconcile = warehouse.scripts.reconcile:main",
+            "warehouse-purge = warehouse.scripts.purge:main",
             "warehouse-queue-depth = warehouse.scripts.queue_depth:main",
             "warehouse-carrier-stub = warehouse.scripts.carrier_stub:main",
         ],

@@ -34,11 +34,13 @@ CELERY_DEFAULTS: dict[str, Any] = {
     # and the reconciler sends what was not sent (the ledger has it).
     "broker_connection_timeout": 2,
     "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},
-    # `celery -A tasks beat` sends the reconciler every minute, and fires the due schedules every 10 s
-    # (``warehouse.schedule_fire_seconds``, tasks/schedules.py).
+    # `celery -A tasks beat` sends the reconciler every minute, fires the due schedules every 10 s
+    # (``warehouse.schedule_fire_seconds``, tasks/schedules.py), and purges old runs' chunk details
+    # every hour (tasks/retention.py).
     "beat_schedule": {
         "reconcile-runs": {"task": "reconcileRuns", "schedule": 60.0},
         "fire-schedules": {"task": "fireSchedules", "schedule": 10.0},
+        "purge-run-details": {"task": "purgeRunDetails", "schedule": 3600.0},
     },
 }
 
@@ -152,8 +154,11 @@ def _after_fork(**_kwargs: Any) -> None:
 # behind a backlog of chunks: a cancel ends its run in moments even with 20,000 chunks queued, and a
 # run starts while another's chunks are still queued. A worker takes from each queue in turn.
 # A webhook's delivery goes there too: it tells of a run's end, so it should not wait behind chunks
-# either, and each is bounded by warehouse.webhook_timeout_seconds.
-RUN_LEVEL_TASKS = ("processWholeWarehouse", "processFinished", "reconcileRuns", "fireSchedules", "deliverWebhook")
+# either, and each is bounded by warehouse.webhook_timeout_seconds. Retention's purge is bounded by
+# its time budget, and must not wait behind chunks either.
+RUN_LEVEL_TASKS = (
+    "processWholeWarehouse", "processFinished", "reconcileRuns", "fireSchedules", "deliverWebhook", "purgeRunDetails",
+)
 
 
 def runs_queue_name(default_queue: str) -> str:
@@ -185,4 +190,9 @@ def make_celery(settings: Mapping[str, Any]) -> Celery:
     runs.register(app)
     schedules.register(app)
     webhooks.register(app)
+    # Every process builds this app (web, workers, beat, commands), so a retention setting that is
+    # nonsense stops each of them at start, naming the setting.
+    from . import retention
+
+    retention.register(app)
     return app

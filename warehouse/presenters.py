@@ -76,6 +76,7 @@ def run_json(run: Run, warehouse_code: str) -> dict[str, Any]:
         "redriven_at": isoformat(run.redriven_at),
         "schedule_id": run.schedule_id,
         "scheduled_for": isoformat(run.scheduled_for),
+        "details_purged_at": isoformat(run.details_purged_at),
         "result": run.result,
         "error": run.error,
         "links": {"self": f"/api/runs/{run.id}", "page": f"/runs/{run.id}"},

@@ -22,8 +22,10 @@ from tasks.webhooks import send_deliveries
 from . import ledger, operations
 from .dispatch import after_commit
 from .errors import ApiError, FieldError
+from .ledger.retention import retention_policy
 from .lookups import run_or_404, warehouse_or_404
 from .models import Run, RunStatus
+from .presenters import isoformat
 from .run_status import run_status_cache
 from .settings import chunk_size as default_chunk_size
 from .webhooks.outbox import take_unsent
@@ -99,11 +101,15 @@ def redrive_run(request: Request, run_id: int) -> tuple[Run, str, dict[str, Any]
     """Do an ended run's failed chunks (and those a failed run skipped) again, in the same run."""
     run, code = run_or_404(request, run_id)
     try:
-        plan = ledger.prepare_redrive(request.dbsession, run.id)
+        plan = ledger.prepare_redrive(
+            request.dbsession, run.id, kept_days=retention_policy(request.registry.settings).days
+        )
     except ledger.RedriveRefused as refused:
         details: dict[str, Any] = {"field": "id", "status": refused.status}
         if isinstance(refused, ledger.AnotherRunActive):
             details["active_run_id"] = refused.active_run_id
+        if isinstance(refused, ledger.DetailsPurged):
+            details["details_purged_at"] = isoformat(refused.purged_at)
         raise ApiError(409, refused.reason, str(refused), details) from None
     after_commit(request, lambda app: send_chunks(app, plan.run_id, plan.chunks), f"the redrive of run {run.id}")
     run_status_cache(request).forget(run.id)

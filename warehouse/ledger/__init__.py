@@ -5,7 +5,8 @@
 - ``outcomes``: the chunk's work and outcome, fenced by its attempt number;
 - ``finishing``: the run's result and terminal status, written once;
 - ``control``: cancel and resume;
-- ``redrive``: an ended run's failed chunks put back to pending, to be done again in the same run.
+- ``redrive``: an ended run's failed chunks put back to pending, to be done again in the same run;
+- ``retention``: the chunk rows and item failures of runs that ended long ago, removed.
 
 Every function takes a session whose transaction the caller owns (a request's, or a task's), so what a
 function changes is committed or rolled back together with the caller's work.
@@ -18,6 +19,7 @@ from .outcomes import do_chunk, fail_chunk
 from .planning import ActiveRunExists, active_run_id, chunk_bounds, create_run, pending_chunks, plan_run, without_jit
 from .redrive import (
     AnotherRunActive,
+    DetailsPurged,
     NothingToRedrive,
     RedrivePlan,
     RedriveRefused,
@@ -33,6 +35,7 @@ __all__ = [
     "ChunkBounds",
     "ChunkLost",
     "ClaimedChunk",
+    "DetailsPurged",
     "FinaliseResult",
     "NothingToRedrive",
     "RedrivePlan",

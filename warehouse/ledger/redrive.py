@@ -8,6 +8,7 @@ over all of its chunks.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
@@ -59,6 +60,22 @@ class NothingToRedrive(RedriveRefused):
         )
 
 
+class DetailsPurged(RedriveRefused):
+    """The run's chunks and item failures were removed by retention (warehouse/ledger/retention.py):
+    nothing is left to say what to do again."""
+
+    reason = "details_purged"
+
+    def __init__(self, run_id: int, status: str, purged_at: dt.datetime, kept_days: int | None) -> None:
+        kept = f" (runs keep them for {kept_days:,} day{'' if kept_days == 1 else 's'} after they end)" if kept_days else ""
+        super().__init__(
+            f"run {run_id} cannot be redriven: its chunk details were removed on {purged_at:%Y-%m-%d}{kept}; "
+            "start a new run instead",
+            status,
+        )
+        self.purged_at = purged_at
+
+
 class AnotherRunActive(RedriveRefused):
     """The run would be active beside another run of its operation on its warehouse, which the
     database allows only once at a time (``uq_runs_one_active_per_operation``)."""
@@ -95,15 +112,19 @@ def redrivable(run: Run) -> ColumnElement[bool]:
     return (RunChunk.run_id == run.id) & or_(*chosen)
 
 
-def prepare_redrive(session: Session, run_id: int) -> RedrivePlan:
+def prepare_redrive(session: Session, run_id: int, kept_days: int | None = None) -> RedrivePlan:
     """Put the run's failed chunks back to pending and the run back to running; the caller sends the
     plan's chunks after commit. NoResultFound if there is no such run; a ``RedriveRefused`` if it
-    cannot be redriven (the caller's transaction must then be rolled back)."""
+    cannot be redriven (the caller's transaction must then be rolled back). ``kept_days``, the
+    retention period, is only for the words of a refusal of a run whose details were removed."""
     run = lock_run(session, run_id)
     if run.status in ACTIVE_RUN_STATUSES:
         raise RunActive(run_id, run.status)
     if run.status == RunStatus.CANCELLED:
         raise RunCancelled(run_id)
+    if run.details_purged_at is not None:
+        # Checked under the run's lock, which retention takes too before it deletes a row.
+        raise DetailsPurged(run_id, run.status, run.details_purged_at, kept_days)
     chosen = redrivable(run)
     chunks = session.execute(
         select(RunChunk.id, RunChunk.start_id, RunChunk.end_id).where(chosen).order_by(RunChunk.seq)

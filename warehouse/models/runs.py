@@ -101,6 +101,10 @@ class Run(Base):
     redriven_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # When retention began removing the run's chunk rows and item failures (warehouse/ledger/
+    # retention.py); None while they are kept. Set before the first row goes, so a run without it
+    # still has every one of them.
+    details_purged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=_utcnow, onupdate=_utcnow, server_default=func.now()
     )
@@ -147,7 +151,12 @@ class RunItemFailure(Base):
     """One item an operation could not process, with the reason (what the failures endpoint lists)."""
 
     __tablename__ = "run_item_failures"
-    __table_args__ = (Index("ix_run_item_failures_run_id_id", "run_id", "id"),)
+    __table_args__ = (
+        Index("ix_run_item_failures_run_id_id", "run_id", "id"),
+        # Deleting a chunk makes the database look up its failures by chunk_id (the foreign key's
+        # cascade): without this index, each chunk retention deletes would scan the whole table.
+        Index("ix_run_item_failures_chunk_id", "chunk_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))

@@ -30,6 +30,7 @@ from tasks.canvas import send_chunks, send_finish, send_start
 from tasks.webhooks import send_deliveries
 from warehouse import ledger, operations
 from warehouse.db import make_engine, make_session_factory, transaction
+from warehouse.ledger.retention import retention_policy
 from warehouse.models import Run, RunStatus, Warehouse
 from warehouse.presenters import TERMINAL_RUN_STATUSES, run_json
 from warehouse.settings import MAX_CHUNK_SIZE, chunk_size, load_settings
@@ -140,7 +141,7 @@ def redrive(settings: dict[str, Any], run_id: int, wait: bool) -> int:
     session_factory = make_session_factory(make_engine(settings))
     try:
         with transaction(session_factory) as session:
-            plan = ledger.prepare_redrive(session, run_id)
+            plan = ledger.prepare_redrive(session, run_id, kept_days=retention_policy(settings).days)
             run = session.get_one(Run, run_id)
             document = run_json(run, session.get_one(Warehouse, run.warehouse_id).code)
     except NoResultFound:
