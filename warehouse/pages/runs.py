@@ -85,6 +85,15 @@ def script_safe_json(document: Any) -> str:
     return json.dumps(document).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def details_removed(run: Run) -> dict[str, Any] | None:
+    """When retention removed the run's chunk details, and how long after the run ended (for the
+    note that stands in for its chunk map); None while they are kept."""
+    if run.details_purged_at is None:
+        return None
+    days = (run.details_purged_at - (run.finished_at or run.details_purged_at)).days
+    return {"at": run.details_purged_at, "after": f"{days:,} day{'' if days == 1 else 's'}"}
+
+
 @view_config(route_name="page.run", request_method="GET", permission=VIEW,
              renderer="warehouse:templates/pages/run.html")
 def show_run(request: Request) -> dict[str, Any]:
@@ -95,6 +104,7 @@ def show_run(request: Request) -> dict[str, Any]:
         # The first state of the live page, so it shows at once and polls only for changes.
         "run_document": script_safe_json(document),
         "ended": run.status in TERMINAL_RUN_STATUSES,
+        "details_removed": details_removed(run),
     }
 
 

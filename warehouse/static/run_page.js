@@ -203,7 +203,8 @@
     $("run-error").textContent = run.error || "";
 
     if (canOperate) {
-      const redrivable = ["succeeded", "partially_failed", "failed"].includes(run.status)
+      // A run whose chunk details retention removed has nothing left to redrive.
+      const redrivable = ["succeeded", "partially_failed", "failed"].includes(run.status) && !run.details_purged_at
         && (chunks.failed > 0 || items.failed > 0 || (run.status === "failed" && chunks.skipped > 0));
       const shown = { cancel: ["pending", "running"].includes(run.status), resume: ["pending", "running"].includes(run.status), redrive: redrivable };
       document.querySelectorAll("#actions form").forEach((form) => { form.hidden = !shown[form.dataset.action]; });
@@ -299,6 +300,8 @@
     const refresh = async (first) => {
       if (!first) { run = await W.getJson(base); renderRun(run, canOperate); }
       const ended = !ACTIVE.has(run.status);
+      // Its chunks, timeline and failures were removed with its details: the page's note says so.
+      if (run.details_purged_at) return ended;
       const work = [refreshChunks()];
       if (first || ended || Date.now() - timelineAt >= TIMELINE_EVERY_MS) work.push(refreshTimeline());
       const failuresNow = `${run.items.failed}/${run.chunks.failed}/${run.redrive_count || 0}`;
