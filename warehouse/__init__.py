@@ -17,6 +17,7 @@ def main(global_config: dict[str, Any], **settings: Any) -> Router | StatusRepea
     settings = apply_environment(settings)
     operations.register_from_settings(settings)
     with Configurator(settings=settings) as config:
+        config.include(".logs")
         config.include(".request_guard")
         config.include(".security")
         config.include(".models")
