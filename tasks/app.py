@@ -177,9 +177,9 @@ def route_run_level_tasks(app: Celery) -> None:
 
 
 def make_celery(settings: Mapping[str, Any]) -> Celery:
-    # presence and node_metrics connect the worker signals that start them; schedules and webhooks
-    # register their chores on import.
-    from . import node_metrics, presence, runs, schedules, webhooks  # noqa: F401
+    # presence and node_metrics connect the worker signals that start them, logcontext those that
+    # bind each task's log context; schedules and webhooks register their chores on import.
+    from . import logcontext, node_metrics, presence, runs, schedules, webhooks  # noqa: F401
 
     operations.register_from_settings(settings)
     app = Celery("warehouse", set_as_current=False)

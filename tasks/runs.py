@@ -20,6 +20,7 @@ from warehouse.metrics import recording as metrics
 from warehouse.webhooks.outbox import take_unsent
 
 from .canvas import send_chunks
+from .logcontext import bind_claim
 from .reconcile import reconcile
 from .retry import is_transient
 from .webhooks import send_deliveries
@@ -94,6 +95,7 @@ def process_some_products(self: WarehouseTask, run_id: int, start_id: int, end_i
             logger.info("run %s chunk %s-%s: finished, skipped or held by another task; nothing to do", run_id, start_id, end_id)
             metrics.chunk_skipped()
             return "skipped"
+        bind_claim(claimed)
         started = time.perf_counter()
         with context.transaction() as session:
             outcome = ledger.do_chunk(session, claimed, context.settings)

@@ -123,6 +123,7 @@ level = NOTSET
 formatter = generic
 
 [formatter_generic]
+class = {log_formatter}
 format = %(asctime)s %(levelname)-5.5s [%(name)s][%(threadName)s] %(message)s
 """
 
@@ -301,10 +302,12 @@ def write_ini(
     redis_url: str,
     extra_settings: dict[str, str] | None = None,
     broker_url: str | None = None,
+    log_formatter: str = "logging.Formatter",
 ) -> Path:
     """Write the integration ini to ``path``, with ``extra_settings`` added to ``TUNABLE_SETTINGS``
     (an ini section cannot name a setting twice, so the template's fixed settings cannot be changed).
-    The broker is ``redis_url`` too unless ``broker_url`` names another (RabbitMQ)."""
+    The broker is ``redis_url`` too unless ``broker_url`` names another (RabbitMQ). Lines are plain
+    text unless ``log_formatter`` names another class (``warehouse.logs.JsonFormatter``)."""
     tunable = {**TUNABLE_SETTINGS, **(extra_settings or {})}
     path.write_text(
         INI_TEMPLATE.format(
@@ -313,6 +316,7 @@ def write_ini(
             broker_url=broker_url or redis_url,
             operator_token=OPERATOR_TOKEN,
             viewer_token=VIEWER_TOKEN,
+            log_formatter=log_formatter,
             tunable_settings="".join(f"{key} = {value}\n" for key, value in tunable.items()),
         )
     )
@@ -782,6 +786,7 @@ def make_lane(
         settings: dict[str, str] | None = None,
         broker_url: str | None = None,
         worker_args: list[str] | None = None,
+        log_formatter: str = "logging.Formatter",
     ) -> Lane:
         queue = f"q_{name}_{secrets.token_hex(3)}"
         queues.append(queue)
@@ -792,6 +797,7 @@ def make_lane(
             redis_url,
             {"celery.task_default_queue": queue, **(settings or {})},
             broker_url=broker_url,
+            log_formatter=log_formatter,
         )
         lane_settings = load_ini_settings(ini)
         upgrade(lane_settings)
