@@ -182,6 +182,9 @@ def make_celery(settings: Mapping[str, Any]) -> Celery:
     from . import logcontext, node_metrics, presence, runs, schedules, webhooks  # noqa: F401
 
     operations.register_from_settings(settings)
+    # A metrics port that is no port stops every process that builds the app, naming the setting
+    # (the worker would otherwise find out only after it forked, with no log to say so).
+    node_metrics.node.metrics_port(settings)
     app = Celery("warehouse", set_as_current=False)
     app.conf.update(celery_config(settings))
     route_run_level_tasks(app)

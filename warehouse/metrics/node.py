@@ -105,14 +105,13 @@ class NodeFigures:
         yield from self._inner.collect()
 
 
-def serve_node_metrics(settings: Mapping[str, Any]) -> tuple[Any, Path] | None:
-    """In a worker node's main process, before it forks its pool: the directory, and the HTTP server
-    on the metrics port (None if the settings name no port)."""
-    port = metrics_port(settings)
-    if port is None:
+def prepare_node(settings: Mapping[str, Any]) -> Path | None:
+    """In a worker node's main process, before it forks its pool: the node's directory, emptied and
+    named for the processes it will fork (None if the settings name no metrics port)."""
+    if metrics_port(settings) is None:
         return None
     directory = prepare_directory(settings)
-    from prometheus_client import CollectorRegistry, start_http_server, values
+    from prometheus_client import values
 
     if not getattr(values.ValueClass, "_multiprocess", False):
         # prometheus_client was imported before the directory was set, so it chose per-process
@@ -120,13 +119,19 @@ def serve_node_metrics(settings: Mapping[str, Any]) -> tuple[Any, Path] | None:
         # our app, and Flower imports prometheus_client. Metrics made from now on (ours are made in
         # the pool children, on first use) take the files instead.
         values.ValueClass = values.MultiProcessValue()
+    return directory
+
+
+def serve_node(settings: Mapping[str, Any], directory: Path) -> Any:
+    """The HTTP server of the node's figures on the metrics port (its thread runs in the background)."""
+    from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeFigures(directory))
     address = str(settings.get(ADDRESS_SETTING) or "0.0.0.0")
-    server, _thread = start_http_server(port, addr=address, registry=registry)
+    server, _thread = start_http_server(metrics_port(settings) or 0, addr=address, registry=registry)
     logger.info("worker metrics on http://%s:%s/metrics (figures in %s)", address, server.server_port, directory)
-    return server, directory
+    return server
 
 
 def process_ended(pid: int | None = None) -> None:
