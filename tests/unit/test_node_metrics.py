@@ -125,3 +125,22 @@ def test_building_the_tasks_makes_no_metric_yet() -> None:
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_a_port_already_taken_is_logged_and_the_worker_runs_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+    from types import SimpleNamespace
+
+    from tasks import node_metrics
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = {node.PORT_SETTING: str(port), node.ADDRESS_SETTING: "127.0.0.1"}
+        app = SimpleNamespace(warehouse=SimpleNamespace(settings=settings))
+        node_metrics._prepared[id(app)] = tmp_path
+
+        node_metrics._node_ready(sender=SimpleNamespace(app=app, hostname="w9@node"))
+
+    assert f"w9@node: cannot serve metrics on port {port}" in caplog.text
