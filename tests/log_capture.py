@@ -7,9 +7,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class CapturedLines:
@@ -43,3 +48,14 @@ def captured_lines(formatter: logging.Formatter, level: int = logging.DEBUG) -> 
     finally:
         root.removeHandler(handler)
         root.setLevel(level_before)
+
+
+def run_with_ini(script: str, ini: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run by a Python of its own with the repository's ``ini`` as its argument: for what
+    must not happen in the tests' process (fileConfig replaces every handler, pytest's too)."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(REPO_ROOT / ini)], cwd=REPO_ROOT, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done

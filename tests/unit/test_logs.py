@@ -6,12 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +18,9 @@ from pyramid.request import Request
 from pyramid.response import Response
 from webtest import TestApp
 
-from tests.log_capture import captured_lines
+from tests.log_capture import captured_lines, run_with_ini
 from warehouse.logs import JsonFormatter, TextFormatter
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TEXT_FORMAT = "%(asctime)s %(levelname)-5.5s [%(name)s][%(threadName)s] %(message)s"
 
 
@@ -92,7 +88,7 @@ def test_the_text_formatter_appends_the_context_to_the_message_line_above_any_tr
 
 def _log_through_ini(ini: str) -> list[str]:
     """What a process logging through ``ini``'s logging sections (as pserve and the workers set
-    them up) writes on stderr: fileConfig replaces every handler, so never in this process."""
+    them up) writes on stderr."""
     script = """
 import logging, sys, structlog
 from pyramid.paster import setup_logging
@@ -103,11 +99,7 @@ logging.getLogger("celery.app.trace").info("Task processSomeProducts[t-1] succee
 logging.getLogger("sqlalchemy.pool").warning("a pool warning")
 logging.getLogger("sqlalchemy.engine.Engine").info("SELECT 1")
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(REPO_ROOT / ini)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stderr.splitlines()
+    return run_with_ini(script, ini).stderr.splitlines()
 
 
 def test_production_ini_writes_json_lines_with_the_context_and_celery_s_at_info() -> None:

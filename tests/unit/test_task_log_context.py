@@ -5,11 +5,8 @@ from its chunk's claim, that it is gone when the task ends, and the worker's log
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,9 +15,8 @@ import structlog
 from celery import Celery
 
 from tasks.logcontext import bind_claim, bind_task, unbind_task
+from tests.log_capture import run_with_ini
 from warehouse.ledger import ClaimedChunk
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -124,7 +120,7 @@ def test_tasks_on_two_threads_keep_their_own_context() -> None:
 def test_a_real_celery_task_sees_its_context_while_it_runs_and_none_after() -> None:
     app = Celery("log-context-test", set_as_current=False)
 
-    @app.task(name="processSomeProducts", bind=True)
+    @app.task(name="processSomeProducts", bind=True, shared=False)  # not added to every app made later
     def process(self: Any, run_id: int, start_id: int, end_id: int) -> dict[str, Any]:
         return structlog.contextvars.get_contextvars()
 
@@ -149,9 +145,6 @@ print(celery.level, root.level)
 from billiard.util import get_logger
 print(get_logger().level, get_logger().propagate)  # the pool's deaths of children, in the ini's lines
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(REPO_ROOT / "production.ini")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
-    )
+    done = run_with_ini(script, "production.ini")
 
-    assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["20 30 JsonFormatter", "10 30", "40 True"]  # INFO kept; root stays WARNING

@@ -55,7 +55,7 @@ class TextFormatter(logging.Formatter):
     """The ini's ``format``, with the bound context appended to the message line as
     ``[end_id=500 run_id=3 start_id=1 ...]`` (before any traceback, which stays below it)."""
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+    def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
         context = structlog.contextvars.get_contextvars()
         if not context:
