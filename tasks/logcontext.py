@@ -24,10 +24,9 @@ from celery import Task
 from celery.signals import task_postrun, task_prerun
 
 if TYPE_CHECKING:
-    from warehouse.ledger import ClaimedChunk
+    from sqlalchemy.orm import Session
 
-# The message header the senders of chunks and runs add (tasks/canvas.py): the run's operation.
-OPERATION_HEADER = "warehouse_operation"
+    from warehouse.ledger import ClaimedChunk
 
 # Which of each task's arguments to bind, by position (the design fixes these signatures). The
 # chord's results are not bound: a list as long as the run's chunks.
@@ -55,9 +54,6 @@ def task_context(task: Task, task_id: str | None, args: Sequence[Any] | None, kw
     kwargs = kwargs or {}
     arguments = dict(zip(names, args or ())) | {name: kwargs[name] for name in names if name in kwargs}
     context.update((name, value) for name, value in arguments.items() if name is not None)
-    operation = getattr(request, OPERATION_HEADER, None)
-    if operation:
-        context["operation"] = operation
     return context
 
 
@@ -83,3 +79,13 @@ def bind_claim(claimed: ClaimedChunk) -> None:
     """What the chunk's claim tells: which attempt this is (the ledger's count, across redeliveries
     and retries, where Celery's ``retries`` counts this message's retries only) and the operation."""
     structlog.contextvars.bind_contextvars(attempt=claimed.attempt, operation=claimed.operation)
+
+
+def bind_run(session: Session, run_id: int) -> None:
+    """A run-level task's operation, once its ledger call has loaded the run (so this reads the
+    session's identity map, not the database): the messages carry only the run's id."""
+    from warehouse.models import Run
+
+    run = session.get(Run, run_id)
+    if run is not None:
+        structlog.contextvars.bind_contextvars(operation=run.operation)

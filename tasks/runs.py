@@ -20,7 +20,7 @@ from warehouse.metrics import recording as metrics
 from warehouse.webhooks.outbox import take_unsent
 
 from .canvas import send_chunks
-from .logcontext import bind_claim
+from .logcontext import bind_claim, bind_run
 from .reconcile import reconcile
 from .retry import is_transient
 from .webhooks import send_deliveries
@@ -62,6 +62,7 @@ def process_whole_warehouse(self: WarehouseTask, run_id: int) -> int:
     try:
         with self.context.transaction() as session:
             plan = ledger.plan_run(session, run_id)
+            bind_run(session, run_id)
             deliveries = take_unsent(session)
     except Exception as error:
         self.retry_if_transient(error)
@@ -132,6 +133,7 @@ def process_finished(self: WarehouseTask, results: list[Any], run_id: int) -> st
     try:
         with self.context.transaction() as session:
             outcome = ledger.finalise_run(session, run_id)
+            bind_run(session, run_id)
             deliveries = take_unsent(session)
     except Exception as error:
         self.retry_if_transient(error)

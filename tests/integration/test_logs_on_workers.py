@@ -56,7 +56,8 @@ def test_a_run_s_task_lines_are_json_with_the_run_and_chunk_fields(make_lane, ha
     assert {line["task_id"] for line in chunk_lines} == {chunk["task_id"] for chunk in chunks}
     # The run's own tasks carry its id too: "run N: dispatched 3 chunks", "run N finished: succeeded".
     for name, said in (("processWholeWarehouse", f"run {run['id']}: dispatched 3 chunks"), ("processFinished", f"run {run['id']} finished: succeeded")):
-        assert said in [line["message"] for line in by_task[name]]
+        (line,) = [line for line in by_task[name] if line["message"] == said]
+        assert line["operation"] == "valuation"  # bound once the ledger call loaded the run
         assert all(line["run_id"] == run["id"] and "start_id" not in line for line in by_task[name])
     # The worker's own lines outside any task ("Task ... received") carry no task's fields.
     received = [line for line in lines if line["message"].endswith("] received")]

@@ -26,9 +26,9 @@ def empty_context() -> Iterator[None]:
     structlog.contextvars.clear_contextvars()
 
 
-def fake_task(name: str, retries: int = 0, **headers: Any) -> Any:
-    """What the signals are given: the task, whose request has the message's headers as attributes."""
-    return SimpleNamespace(name=name, request=SimpleNamespace(hostname="w1@node-a", retries=retries, **headers))
+def fake_task(name: str, retries: int = 0) -> Any:
+    """What the signals are given: the task and its request."""
+    return SimpleNamespace(name=name, request=SimpleNamespace(hostname="w1@node-a", retries=retries))
 
 
 def context() -> dict[str, Any]:
@@ -41,18 +41,18 @@ def claimed(attempt: int = 1, operation: str = "valuation") -> ClaimedChunk:
 
 
 def test_a_chunk_task_binds_its_task_worker_run_chunk_and_operation() -> None:
-    task = fake_task("processSomeProducts", retries=2, warehouse_operation="valuation")
+    task = fake_task("processSomeProducts", retries=2)
     bind_task(task_id="t-1", task=task, args=(3, 1, 500), kwargs={})
 
     assert context() == {
         "task": "processSomeProducts", "task_id": "t-1", "worker": "w1@node-a", "retries": 2,
-        "run_id": 3, "start_id": 1, "end_id": 500, "operation": "valuation",
+        "run_id": 3, "start_id": 1, "end_id": 500,
     }
 
 
-def test_the_claim_adds_the_ledger_s_attempt_and_the_operation_without_the_header() -> None:
+def test_the_claim_adds_the_ledger_s_attempt_and_the_operation() -> None:
     bind_task(task_id="t-1", task=fake_task("processSomeProducts"), args=(3, 1, 500), kwargs={})
-    assert "operation" not in context()  # a message sent before the header existed
+    assert "operation" not in context()  # the message carries only the run's id and the bounds
 
     bind_claim(claimed(attempt=4, operation="shipping_labels"))
 
@@ -78,7 +78,7 @@ def test_each_task_binds_the_run_and_chunk_its_arguments_name(name: str, args: t
 
 
 def test_nothing_of_a_task_is_left_after_it_ends_nor_seen_by_the_next() -> None:
-    bind_task(task_id="t-1", task=fake_task("processSomeProducts", warehouse_operation="valuation"), args=(3, 1, 500), kwargs={})
+    bind_task(task_id="t-1", task=fake_task("processSomeProducts"), args=(3, 1, 500), kwargs={})
     bind_claim(claimed())
     unbind_task(task_id="t-1")
     assert context() == {}
@@ -148,3 +148,17 @@ print(get_logger().level, get_logger().propagate)  # the pool's deaths of childr
     done = run_with_ini(script, "production.ini")
 
     assert done.stdout.splitlines() == ["20 30 JsonFormatter", "10 30", "40 True"]  # INFO kept; root stays WARNING
+
+
+def test_a_run_level_task_binds_the_operation_of_the_run_its_ledger_call_loaded(db: Any, dbsession: Any) -> None:
+    from tasks.logcontext import bind_run
+    from warehouse.models import Run
+
+    run = Run(warehouse_id=db.add_warehouse().id, operation="shipping_labels", status="running", chunk_size=500)
+    dbsession.add(run)
+    dbsession.flush()
+    bind_task(task_id="t-1", task=fake_task("processFinished"), args=([], run.id), kwargs={})
+
+    bind_run(dbsession, run.id)
+
+    assert context()["operation"] == "shipping_labels"
