@@ -433,6 +433,13 @@ class WorkerProcess:
 _running_workers: list[WorkerProcess] = []
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _worker_environment(ini_file: Path) -> dict[str, str]:
     # The repository root on the path, so that ``warehouse.extra_operations`` can name the tests' probes
     # (tests.integration.probe_operations) whatever the worker's working directory.

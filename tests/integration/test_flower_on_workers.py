@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,12 +27,6 @@ RUN_TASKS = {"processWholeWarehouse", "processSomeProducts", "processFinished"}
 FLOWER_READY_TIMEOUT = 60.0
 FLOWER_STOP_TIMEOUT = 15.0
 bounded = pytest.mark.timeout(240, method="signal")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Flower:
@@ -71,7 +64,7 @@ def start_flower(harness: ModuleType, tmp_path: Path) -> Iterator[Callable[[Path
     started: list[Flower] = []
 
     def start(ini_file: Path) -> Flower:
-        port, log_path = free_port(), tmp_path / "flower.log"
+        port, log_path = harness.free_port(), tmp_path / "flower.log"
         environment = {**harness._worker_environment(ini_file), "FLOWER_UNAUTHENTICATED_API": "true"}
         with log_path.open("wb") as log:
             process = subprocess.Popen(

@@ -34,7 +34,7 @@ def depth_ini(services: None, harness: ModuleType, tmp_path: Path) -> Iterator[P
         )
         redis_url = resources.enter_context(harness.claimed_redis_url("the queue-depth test"))
         ini = harness.write_ini(tmp_path / "depth.ini", database_url, redis_url)
-        settings, engine, app = harness.open_ini(ini, resources)
+        _settings, engine, app = harness.open_ini(ini, resources)
         for number in range(3):
             app.send_task("processSomeProducts", args=[number])
         app.send_task("processWholeWarehouse", args=[1])
@@ -42,7 +42,7 @@ def depth_ini(services: None, harness: ModuleType, tmp_path: Path) -> Iterator[P
             alive = [register_worker(session, "n1", "h1", pid) for pid in (11, 12)]
             stopped, silent = register_worker(session, "n2", "h2", 21), register_worker(session, "n2", "h2", 22)
             heartbeat(session, stopped, 0, 0, stopping=True)
-            long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+            long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
             session.execute(update(WorkerProcess).where(WorkerProcess.id == silent).values(last_seen_at=long_ago))
         assert len(alive) == 2
         yield ini

@@ -9,8 +9,8 @@ checked field by field below, its metadata and HPA behaviour against the Kuberne
 
 from __future__ import annotations
 
-import copy
 import configparser
+import copy
 from pathlib import Path
 from typing import Any
 
