@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 BENCH_INSTALLED := $(VENV)/.bench-installed
 INI ?= development.ini
 
-.PHONY: install browser run test test-fast screenshots bench worker flower clean
+.PHONY: install browser keda-schema run test test-fast screenshots bench worker flower clean
 
 $(INSTALLED): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,20 @@ browser:
 	@test -x $(CHROMIUM) || ! command -v apt-get >/dev/null || \
 	  (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium))
 
+# The ScaledObject's check against KEDA's CRD schema runs on Node, with @kubernetes-models/keda
+# (tests/keda_schema/); Debian's nodejs and npm are installed first if they are missing.
+KEDA_SCHEMA := tests/keda_schema/node_modules/.package-lock.json
+$(KEDA_SCHEMA): tests/keda_schema/package-lock.json
+	command -v npm >/dev/null || ! command -v apt-get >/dev/null || \
+	  (apt-get install -y -q nodejs npm || (apt-get update -q && apt-get install -y -q nodejs npm))
+	cd tests/keda_schema && npm ci --silent --no-audit --no-fund
+	touch $(KEDA_SCHEMA)
+
+keda-schema: $(KEDA_SCHEMA)
+
 # The whole suite: unit, functional, integration (real PostgreSQL, Redis and worker processes) and
 # the pages in a real browser.
-test: install browser
+test: install browser keda-schema
 	$(BIN)/python -m pytest
 
 # The README's screenshots of the run page (docs/run-page-*.png), made by the browser tests.
@@ -41,7 +52,7 @@ screenshots: install browser
 	WAREHOUSE_SCREENSHOTS=docs $(BIN)/python -m pytest tests/integration/browser -q
 
 # Unit and functional tests only: no services needed.
-test-fast: install
+test-fast: install keda-schema
 	$(BIN)/python -m pytest tests/unit tests/functional
 
 # A worker for production.ini (scale out by starting more, on any machine that reaches the broker).

@@ -3,14 +3,19 @@ unknown or misplaced field is refused), offline with kubernetes-validate's bundl
 the README promises checked: the worker's grace period and soft shutdown, probes, beat, the
 migration, the settings every pod is given, and the KEDA ScaledObject's target and trigger.
 
-KEDA's own CRD schema is not at hand here (no package registry ships it), so the ScaledObject is
-checked field by field below, its metadata and HPA behaviour against the Kubernetes schemas.
+The ScaledObject is validated against KEDA's CRD schema by @kubernetes-models/keda (validators
+generated from KEDA's CRDs, on Node: tests/keda_schema/, installed by `make test`), and checked
+field by field below, since a CRD schema lets unknown fields through, as Kubernetes prunes them.
 """
 
 from __future__ import annotations
 
 import configparser
 import copy
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,7 @@ MANIFESTS = ROOT / "deploy" / "kubernetes"
 # A Kubernetes release still supported when this was written; kubernetes-validate bundles its schemas.
 KUBERNETES_VERSION = "1.33"
 DEFINITIONS_ID = "https://kubernetes.io/api/_definitions.json"
+KEDA_SCHEMA = ROOT / "tests" / "keda_schema"
 
 
 def manifest_files() -> list[Path]:
@@ -197,3 +203,40 @@ def test_keda_scales_the_workers_on_the_chunks_redis_list() -> None:
     host_port = config["data"][metadata["addressFromEnv"]]
     assert host_port.count(":") == 1 and "//" not in host_port, "KEDA wants host:port, not a URL"
     assert f"@{host_port}/{metadata['databaseIndex']}" in secret["stringData"]["REDIS_URL"]
+
+
+def keda_refusals(scaled_objects: list[dict[str, Any]]) -> list[str]:
+    """What KEDA's CRD schema refuses in these ScaledObjects, one line each."""
+    node = shutil.which("node")
+    if node is None or not (KEDA_SCHEMA / "node_modules" / "@kubernetes-models" / "keda").is_dir():
+        reason = "the KEDA schema check needs node and `make keda-schema` (tests/keda_schema/)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true, so not skipping: {reason}", pytrace=False)
+        pytest.skip(reason)
+    done = subprocess.run(
+        [node, "validate.mjs"], input=json.dumps(scaled_objects), capture_output=True, text=True, cwd=KEDA_SCHEMA,
+        timeout=60, check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_the_scaled_object_is_valid_for_keda_s_crd_schema() -> None:
+    assert keda_refusals([resource("ScaledObject", "warehouse-worker")]) == []
+
+
+@pytest.mark.parametrize(
+    "break_it, refused",
+    [
+        (lambda spec: spec.update(minReplicaCount="one"), "minReplicaCount must be integer"),
+        (lambda spec: spec["triggers"][0].update(metadata={"listLength": 5}), "must be string"),
+        (lambda spec: spec.pop("scaleTargetRef"), "scaleTargetRef"),
+    ],
+    ids=["count-as-text", "metadata-not-strings", "no-target"],
+)
+def test_keda_s_schema_refuses_a_broken_scaled_object(break_it, refused: str) -> None:
+    broken = copy.deepcopy(resource("ScaledObject", "warehouse-worker"))
+    break_it(broken["spec"])
+
+    (refusal,) = keda_refusals([broken])
+
+    assert refused in refusal
