@@ -3,8 +3,8 @@ more than ``warehouse.retain_run_details_days`` ago are deleted (warehouse/ledge
 
 One short transaction per batch of at most ``warehouse.retention_batch_size`` rows, so a big purge
 never holds locks for long or writes its whole WAL at once, until nothing is due or the time budget is
-spent (the next hour's pass goes on from there). Two beats, or two workers at it, take different runs:
-each batch locks its runs with SKIP LOCKED.
+spent (the next hour's pass goes on from there). Two beats, or two workers at it, never take the same
+run: each batch locks its runs with SKIP LOCKED, and passes by those another holds.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from warehouse.db import transaction
 from warehouse.ledger import utcnow
-from warehouse.ledger.retention import RetentionPolicy, purge_batch, retention_policy
+from warehouse.ledger.retention import RetentionPolicy, purge_batch, retention_policy, runs_left_behind
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +60,18 @@ def purge_run_details(
     started = clock()
     # One cutoff for the whole pass: a run that crosses it meanwhile is the next pass's.
     cutoff = policy.cutoff(utcnow())
+    with transaction(session_factory) as session:
+        unfinished = set(runs_left_behind(session))
     while budget_seconds is None or clock() - started < budget_seconds:
         with transaction(session_factory) as session:
-            batch = purge_batch(session, cutoff, utcnow(), policy.batch_size)
+            batch = purge_batch(session, cutoff, utcnow(), policy.batch_size, unfinished)
         if not batch.runs:
             report.finished = True
             break
+        # A batch that did not fill up emptied its runs; one that did may have left rows in any of them.
+        unfinished.difference_update(batch.runs)
+        if batch.full:
+            unfinished.update(batch.runs)
         report.batches += 1
         report.runs += batch.newly_purged
         report.chunks += batch.chunks

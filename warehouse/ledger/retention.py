@@ -4,10 +4,10 @@ that the two biggest tables of the ledger hold only recent runs. The run rows st
 counters, result and error, and say when their details went (``details_purged_at``).
 
 A run is marked in the first transaction that deletes any of its rows, under the run's row lock
-(``FOR UPDATE SKIP LOCKED``, which also keeps two purgers off the same runs). A redrive locks the run
-too, so it either went first (the run is active again, and no longer due) or finds the mark and is
-refused: it never sees half of a run's chunks. A purge cut short leaves a marked run with rows,
-which the next one finishes.
+(``FOR UPDATE SKIP LOCKED``, which also keeps two purgers off the same runs: each skips the other's).
+A redrive locks the run too, so it either went first (the run is active again, and no longer due) or
+finds the mark and is refused: it never sees half of a run's chunks. A purge cut short leaves a
+marked run with rows, which the next one finishes.
 
 Nothing else points at these rows: the only foreign key into ``run_chunks`` is the failures' own,
 which go first; webhook events, schedule ticks and shipments' labels name the run or nothing.
@@ -16,7 +16,7 @@ which go first; webhook events, schedule ticks and shipments' labels name the ru
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,10 +71,19 @@ def _has_details() -> ColumnElement[bool]:
 
 
 def due_for_purge(cutoff: dt.datetime) -> ColumnElement[bool]:
-    """Runs whose details are to go: ended before ``cutoff`` and not yet purged, or marked purged with
-    rows left (a purge cut short: those go whatever the period is now). An active run never."""
-    ended_long_ago = Run.status.in_(ENDED_RUN_STATUSES) & (Run.finished_at < cutoff)
-    return (Run.details_purged_at.is_(None) & ended_long_ago) | (Run.details_purged_at.is_not(None) & _has_details())
+    """Runs whose details are to go: ended before ``cutoff``, and not purged yet. An active run never.
+    (What ``ix_runs_details_kept_finished_at`` answers, in the order it keeps.)"""
+    return Run.details_purged_at.is_(None) & Run.status.in_(ENDED_RUN_STATUSES) & (Run.finished_at < cutoff)
+
+
+def left_behind() -> ColumnElement[bool]:
+    """Runs marked purged with rows still there: a purge cut short (its worker killed, its time spent).
+    Those go whatever the period is now. Asking it looks at every purged run: once a pass, not a batch."""
+    return Run.details_purged_at.is_not(None) & _has_details()
+
+
+def runs_left_behind(session: Session) -> list[int]:
+    return list(session.scalars(select(Run.id).where(left_behind()).order_by(Run.id)))
 
 
 @dataclass
@@ -85,15 +94,22 @@ class PurgeBatch:
     newly_purged: list[int] = field(default_factory=list)  # those of them marked by this batch
     chunks: int = 0
     item_failures: int = 0
+    full: bool = False  # the batch's rows ran out before its runs' did: some of them have rows left
 
 
-def purge_batch(session: Session, cutoff: dt.datetime, now: dt.datetime, batch_size: int) -> PurgeBatch:
-    """Mark up to RUNS_PER_BATCH due runs purged and delete up to ``batch_size`` of their rows, in the
-    caller's transaction; an empty batch when nothing is due (or all of it is another purger's)."""
+def purge_batch(
+    session: Session, cutoff: dt.datetime, now: dt.datetime, batch_size: int, unfinished: Collection[int] = ()
+) -> PurgeBatch:
+    """Mark up to RUNS_PER_BATCH runs due (or ``unfinished`` ones, marked with rows left) purged and
+    delete up to ``batch_size`` of their rows, in the caller's transaction; an empty batch when
+    nothing is left (or all of it is another purger's, whose locks are skipped, not waited on)."""
+    chosen = due_for_purge(cutoff)
+    if unfinished:
+        chosen = chosen | (Run.id.in_(list(unfinished)) & left_behind())
     rows = session.execute(
         select(Run.id, Run.details_purged_at)
-        .where(due_for_purge(cutoff))
-        .order_by(Run.id)
+        .where(chosen)
+        .order_by(Run.finished_at, Run.id)
         .limit(RUNS_PER_BATCH)
         .with_for_update(skip_locked=True, of=Run)
     ).all()
@@ -112,6 +128,7 @@ def purge_batch(session: Session, cutoff: dt.datetime, now: dt.datetime, batch_s
     batch.item_failures = _delete_some(session, RunItemFailure, RunItemFailure.run_id.in_(batch.runs), batch_size)
     if batch.item_failures < batch_size:
         batch.chunks = _delete_some(session, RunChunk, RunChunk.run_id.in_(batch.runs), batch_size - batch.item_failures)
+    batch.full = batch.item_failures + batch.chunks == batch_size
     return batch
 
 
@@ -145,7 +162,7 @@ def runs_due(session: Session, cutoff: dt.datetime) -> list[DueRun]:
     rows = session.execute(
         select(Run.id, Warehouse.code, Run.operation, Run.status, Run.finished_at, Run.details_purged_at, chunks, failures)
         .join(Warehouse, Warehouse.id == Run.warehouse_id)
-        .where(due_for_purge(cutoff))
-        .order_by(Run.id)
+        .where(due_for_purge(cutoff) | left_behind())
+        .order_by(Run.finished_at, Run.id)
     ).all()
     return [DueRun(*row) for row in rows]

@@ -12,7 +12,6 @@ import hmac
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess

@@ -68,6 +68,14 @@ class Run(Base):
             sqlite_where=text("status IN ('pending', 'running', 'cancelling')"),
         ),
         Index("ix_runs_warehouse_id_id", "warehouse_id", "id"),
+        # What retention asks every batch: the ended runs whose details are still kept, oldest first.
+        # Purged runs leave it, so it holds about the retention period's runs however old the ledger.
+        Index(
+            "ix_runs_details_kept_finished_at",
+            "finished_at",
+            postgresql_where=text("details_purged_at IS NULL"),
+            sqlite_where=text("details_purged_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
