@@ -432,7 +432,7 @@ def test_get_run_has_the_documented_shape(
     assert set(run) == {
         "id", "warehouse", "operation", "status", "chunk_size", "tolerated_failure_percent", "chunks", "items",
         "created_at", "cancel_requested_at", "started_at", "finished_at", "eta_seconds", "redrive_count",
-        "redriven_at", "schedule_id", "scheduled_for", "result", "error", "links",
+        "redriven_at", "schedule_id", "scheduled_for", "details_purged_at", "result", "error", "links",
     }
     assert (run["id"], run["warehouse"], run["operation"], run["status"]) == (
         started["id"], warehouse.code, "valuation", "succeeded",

@@ -58,3 +58,29 @@ def test_unknown_methods_are_one_label_value() -> None:
     assert prometheus_client.REGISTRY.get_sample_value(
         "warehouse_http_requests_total", {"route": "unmatched", "method": "other", "status": "405"}
     ) >= 1
+
+
+def test_threads_that_record_first_at_once_make_the_metrics_once() -> None:
+    """A chunk's carrier threads all record their first call together (a metric registered twice
+    raises): in a fresh process, so that nothing has made them yet."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import threading\n"
+        "from warehouse.metrics import recording\n"
+        "start = threading.Barrier(32)\n"
+        "errors = []\n"
+        "def call():\n"
+        "    start.wait()\n"
+        "    try:\n"
+        "        with recording.carrier_call() as c: c['outcome'] = 'sold'\n"
+        "    except Exception as e: errors.append(repr(e))\n"
+        "threads = [threading.Thread(target=call) for _ in range(32)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(errors or 'ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.strip() == "ok"

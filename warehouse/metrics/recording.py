@@ -9,6 +9,7 @@ prometheus_client, and nothing here does until a figure is recorded.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,9 +51,19 @@ class Instruments:
         self.http_seconds = _make("warehouse_http_request_seconds", buckets=HTTP_BUCKETS)
 
 
+_making = threading.Lock()
+
+
 @cache
 def instruments() -> Instruments:
-    """This process's metrics, made on first use (see the module's docstring)."""
+    """This process's metrics, made on first use (see the module's docstring). Under a lock: a
+    chunk's carrier threads all ask at once, and a metric registered twice is an error."""
+    with _making:
+        return _instruments_once()
+
+
+@cache
+def _instruments_once() -> Instruments:
     return Instruments()
 
 
