@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from celery import Celery
@@ -135,6 +135,27 @@ class WorkerContext:
         with self.session_factory() as session, session.begin():
             yield session
 
+    @contextmanager
+    def transactions_on_one_connection(self) -> Iterator[Callable[[], AbstractContextManager[Session]]]:
+        """``transaction()`` calls, one after another, all on one pooled connection checked out once.
+
+        A chunk task runs two short transactions (its claim, then its work); checking a connection
+        out of the pool for each cost a liveness check (``pool_pre_ping``, a round trip) and the
+        pool's bookkeeping twice per chunk, which at 500 products a chunk is paid 2,000 times per
+        million. Each transaction still commits on its own.
+        """
+        self.session_factory  # noqa: B018 - makes the engine on first use
+        assert self._engine is not None
+        with self._engine.connect() as connection:
+
+            @contextmanager
+            def transaction() -> Iterator[Session]:
+                # A session on a connection outside any transaction begins its own and commits it.
+                with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+                    yield session
+
+            yield transaction
+
     def forget_inherited_connections(self) -> None:
         if self._engine is not None:
             self._engine.dispose(close=False)
@@ -182,6 +203,8 @@ def make_celery(settings: Mapping[str, Any]) -> Celery:
     from . import logcontext, node_metrics, presence, runs, schedules, webhooks  # noqa: F401
 
     operations.register_from_settings(settings)
+    # So does a chunk size setting that is no size, or names no operation.
+    operations.check_chunk_sizes(settings)
     # A metrics port that is no port stops every process that builds the app, naming the setting
     # (the worker would otherwise find out only after it forked, with no log to say so).
     node_metrics.node.metrics_port(settings)

@@ -16,9 +16,9 @@ from typing import Any
 from celery import Celery, Task
 from sqlalchemy.orm import Session, sessionmaker
 
+from warehouse import operations
 from warehouse.ledger import utcnow
 from warehouse.schedules import Firing, fire_due_schedules
-from warehouse.settings import chunk_size
 
 from .canvas import send_start
 from .chores import chore
@@ -36,7 +36,9 @@ def fire_seconds(settings: Mapping[str, Any]) -> float:
 @chore
 def fire_schedules(app: Celery, session_factory: sessionmaker[Session], settings: Mapping[str, Any]) -> list[Firing]:
     """Fire the due schedules, then send each started run's first task (its row has committed)."""
-    firings = fire_due_schedules(session_factory, utcnow(), default_chunk_size=chunk_size(settings))
+    firings = fire_due_schedules(
+        session_factory, utcnow(), chunk_size_for=lambda operation: operations.default_chunk_size(operation, settings)
+    )
     for firing in firings:
         logger.info("schedule %s, tick %s: %s run %s", firing.schedule_id, firing.tick_at.isoformat(), firing.outcome,
                     firing.run_id or firing.active_run_id)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyramid.config import Configurator
-from pyramid.router import Router
+if TYPE_CHECKING:
+    from pyramid.router import Router
 
-from . import operations
-from .run_status import StatusRepeats, serving_repeats
-from .settings import apply_environment
+    from .run_status import StatusRepeats
 
 
 def main(global_config: dict[str, Any], **settings: Any) -> Router | StatusRepeats:
     """The WSGI application (the paste ``app_factory``)."""
+    # Imported here, not at the top: every command (warehouse-run, the workers) imports this package,
+    # and the web framework's import tree would add a fifth of a second to each start-up.
+    from pyramid.config import Configurator
+
+    from . import operations
+    from .run_status import serving_repeats
+    from .settings import apply_environment
+
     settings = apply_environment(settings)
     operations.register_from_settings(settings)
     with Configurator(settings=settings) as config:

@@ -27,7 +27,6 @@ from .lookups import run_or_404, warehouse_or_404
 from .models import Run, RunStatus
 from .presenters import isoformat
 from .run_status import run_status_cache
-from .settings import chunk_size as default_chunk_size
 from .webhooks.outbox import take_unsent
 
 
@@ -47,7 +46,7 @@ def start_run(
             request.dbsession,
             warehouse,
             operation,
-            chunk_size=chunk_size or default_chunk_size(request.registry.settings),
+            chunk_size=chunk_size or operations.default_chunk_size(operation, request.registry.settings),
             tolerated_failure_percent=Decimal(str(tolerated_failure_percent)),
         )
     except ledger.ActiveRunExists as exists:

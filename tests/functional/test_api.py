@@ -20,6 +20,7 @@ from webtest import TestApp, TestResponse
 
 from tests.functional.helpers import Sent, add_run, assert_error, nothing_written_or_sent, product, shipment
 from warehouse.models import Product, Run, RunStatus, Shipment, Warehouse
+from warehouse.operations.shipping_labels import ShippingLabels
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -310,6 +311,20 @@ def test_start_run_uses_the_default_chunk_size(
     assert response.json["chunk_size"] == 500
     assert response.json["tolerated_failure_percent"] == 0
     assert wait_for_run(testapp, response.json["id"])["chunks"]["total"] == 2
+
+
+def test_a_run_without_a_chunk_size_gets_its_operation_s_default(
+    testapp: TestApp, operator: dict, sent: list[Sent], warehouse: Warehouse
+) -> None:
+    labels = testapp.post_json(
+        f"/api/warehouses/{warehouse.code}/runs", {"operation": "shipping_labels"}, headers=operator, status=202
+    )
+    chosen = testapp.post_json(
+        f"/api/warehouses/{warehouse.code}/runs", {"operation": "valuation", "chunk_size": 77}, headers=operator, status=202
+    )
+
+    assert labels.json["chunk_size"] == ShippingLabels.default_chunk_size != 500
+    assert chosen.json["chunk_size"] == 77
 
 
 @pytest.mark.parametrize("status", [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.CANCELLING])

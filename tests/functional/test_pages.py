@@ -14,6 +14,7 @@ from webtest import TestApp
 
 from tests.conftest import OPERATOR_TOKEN, VIEWER_TOKEN, bearer
 from tests.functional.helpers import add_run, assert_error
+from warehouse.operations.shipping_labels import ShippingLabels
 
 PAGES = ["/", "/runs", "/workers"]
 
@@ -77,6 +78,15 @@ def test_signing_out_ends_the_session(testapp: TestApp) -> None:
     # The old cookie, replayed, still names a session that is signed in: a stateless cookie cannot be
     # revoked by the server, so signing out removes it from the browser (and tokens end sessions).
     assert kept
+
+
+def test_the_form_says_each_operation_s_default_chunk_size(testapp: TestApp, warehouse: Any) -> None:
+    sign_in(testapp, OPERATOR_TOKEN)
+    help_text = testapp.get("/", status=200).html.find(id="chunk-help").get_text(" ", strip=True)
+
+    assert "empty for the operation's own (" in help_text
+    assert "valuation 500" in help_text
+    assert f"shipping_labels {ShippingLabels.default_chunk_size:,}" in help_text
 
 
 def test_an_operator_sees_the_form_and_starts_a_run_from_it(testapp: TestApp, db: Any, warehouse: Any) -> None:

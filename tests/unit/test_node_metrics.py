@@ -84,7 +84,10 @@ def test_the_directory_starts_empty_and_ended_nodes_are_cleared(tmp_path: Path, 
     mine = parent / str(os.getpid())
     mine.mkdir()
     (mine / "counter_2.db").write_bytes(b"from an earlier start")
-    monkeypatch.delenv(node.ENVIRONMENT, raising=False)
+    # setenv first, so that the variable prepare_directory sets is undone after the test (delenv of an
+    # unset variable records nothing to restore): /metrics of later tests would read this directory.
+    monkeypatch.setenv(node.ENVIRONMENT, "")
+    monkeypatch.delenv(node.ENVIRONMENT)
 
     directory = node.prepare_directory({})
 
@@ -98,7 +101,10 @@ def test_a_configured_directory_is_emptied_too(tmp_path: Path, monkeypatch: pyte
     chosen = tmp_path / "node-metrics"
     chosen.mkdir()
     (chosen / "histogram_7.db").write_bytes(b"old")
-    monkeypatch.delenv(node.ENVIRONMENT, raising=False)
+    # setenv first, so that the variable prepare_directory sets is undone after the test (delenv of an
+    # unset variable records nothing to restore): /metrics of later tests would read this directory.
+    monkeypatch.setenv(node.ENVIRONMENT, "")
+    monkeypatch.delenv(node.ENVIRONMENT)
 
     assert node.prepare_directory({node.DIRECTORY_SETTING: str(chosen)}) == chosen
     assert list(chosen.iterdir()) == []

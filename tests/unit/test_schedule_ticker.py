@@ -91,7 +91,7 @@ def test_a_due_tick_starts_one_run_that_names_its_schedule_and_tick(tdb: Databas
 def test_a_schedule_without_a_chunk_size_takes_the_default_of_the_moment(tdb: Database) -> None:
     schedule_id = add_schedule(tdb, at(2026, 5, 1), "0 6 * * *")
 
-    fire_due_schedules(tdb.session_factory, at(2026, 5, 1, 6), default_chunk_size=123)
+    fire_due_schedules(tdb.session_factory, at(2026, 5, 1, 6), chunk_size_for={"valuation": 123}.__getitem__)
 
     assert [run.chunk_size for run in runs(tdb, schedule_id)] == [123]
 
@@ -229,7 +229,7 @@ def test_a_worker_dying_mid_tick_leaves_the_tick_due(tdb: Database) -> None:
     recorded leaves no run, no tick, and the schedule still due."""
     schedule_id = add_schedule(tdb, at(2026, 5, 1), "0 6 * * *")
     with pytest.raises(RuntimeError), tdb.session() as session:
-        assert fire_schedule(session, schedule_id, at(2026, 5, 1, 6), 500) is not None
+        assert fire_schedule(session, schedule_id, at(2026, 5, 1, 6), lambda operation: 500) is not None
         raise RuntimeError("the process dies before its commit")
 
     assert runs(tdb, schedule_id) == [] and ticks(tdb, schedule_id) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from .. import operations
@@ -51,19 +51,28 @@ def do_chunk(session: Session, claimed: ClaimedChunk, settings: Mapping[str, Any
     )
     outcome = operations.get(claimed.operation).process_chunk(work)
     status = ChunkStatus.FAILED if outcome.items_failed and not outcome.items_done else ChunkStatus.DONE
-    completed = session.execute(
-        _FINISH_CHUNK,
-        {
-            "b_chunk_id": claimed.id,
-            "b_attempt": claimed.attempt,
-            "b_status": status,
-            "b_items_done": outcome.items_done,
-            "b_items_failed": outcome.items_failed,
-            "b_summary": outcome.summary,
-            "b_now": utcnow(),
-        },
-    )
-    if completed.rowcount != 1:
+    done = status == ChunkStatus.DONE
+    finish = {
+        "b_chunk_id": claimed.id,
+        "b_attempt": claimed.attempt,
+        "b_status": status,
+        "b_summary": outcome.summary,
+        "b_run_id": claimed.run_id,
+        "b_chunks_done": int(done),
+        "b_chunks_failed": int(not done),
+        "b_items_done": outcome.items_done,
+        "b_items_failed": outcome.items_failed,
+        "b_now": utcnow(),
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        # The chunk's finish and the run's counters in one statement: one round trip fewer for every
+        # chunk, which at 500 products a chunk is paid 2,000 times per million (docs/benchmarks.md).
+        finished = session.execute(_FINISH_AND_COUNT, finish).one_or_none() is not None
+    else:  # SQLite has no UPDATE inside WITH
+        finished = session.execute(_FINISH_CHUNK, finish).rowcount == 1
+        if finished:
+            session.execute(_COUNT_FINISHED_CHUNK, finish)
+    if not finished:
         raise ChunkLost(f"run {claimed.run_id} chunk {claimed.start_id}-{claimed.end_id} was taken over")
     if outcome.failures:
         session.execute(
@@ -73,7 +82,6 @@ def do_chunk(session: Session, claimed: ClaimedChunk, settings: Mapping[str, Any
                 for failure in outcome.failures
             ],
         )
-    _count_finished_chunk(session, claimed.run_id, status, outcome.items_done, outcome.items_failed)
     return outcome
 
 
@@ -116,6 +124,17 @@ _COUNT_FINISHED_CHUNK = (
         updated_at=bindparam("b_now"),
     )
     .execution_options(synchronize_session=False)
+)
+
+
+# The chunk's finish as a CTE of the run's counting: the counters move only if this attempt still held
+# the chunk (the CTE's UPDATE matched), and RETURNING says which happened. Both share the b_items_*
+# and b_now parameters, which mean the same in each.
+_FINISHED = _FINISH_CHUNK.returning(RunChunk.id).cte("finished")
+_FINISH_AND_COUNT = (
+    _COUNT_FINISHED_CHUNK.add_cte(_FINISHED)
+    .where(select(_FINISHED.c.id).exists())
+    .returning(Run.id)
 )
 
 

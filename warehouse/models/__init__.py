@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import zope.sqlalchemy
-from pyramid.config import Configurator
+from typing import TYPE_CHECKING
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..db import make_engine, make_session_factory
@@ -22,6 +22,9 @@ from .runs import (
 from .schedules import Schedule, ScheduleTick, TickOutcome
 from .webhooks import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
 from .workers import WorkerProcess
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
@@ -51,6 +54,10 @@ __all__ = [
 
 def get_tm_session(session_factory: sessionmaker[Session], transaction_manager, request=None) -> Session:  # type: ignore[no-untyped-def]
     """A session joined to ``transaction_manager``: committed or aborted with the request."""
+    # Only the web app joins sessions to a transaction manager: commands and workers that import the
+    # models do not pay for importing it.
+    import zope.sqlalchemy
+
     dbsession = session_factory(info={"request": request})
     zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
     return dbsession

@@ -27,6 +27,30 @@ def names() -> list[str]:
     return sorted(_registry)
 
 
+def default_chunk_size(name: str, settings: Mapping[str, Any]) -> int:
+    """Items per chunk for a run of operation ``name`` that asks for no size, from the most specific
+    source: ``warehouse.chunk_size.<name>``, else the operation's own ``default_chunk_size``, else the
+    deployment's ``warehouse.chunk_size`` (500)."""
+    from ..settings import chunk_size, operation_chunk_size
+
+    chosen = operation_chunk_size(settings, name)
+    if chosen is None:
+        operation = _registry.get(name)
+        chosen = operation.default_chunk_size if operation is not None else None
+    return chosen or chunk_size(settings)
+
+
+def check_chunk_sizes(settings: Mapping[str, Any]) -> None:
+    """Raise ValueError, naming the setting, for a chunk size setting that is no size or that names
+    no operation (a misspelt ``warehouse.chunk_size.<name>`` would otherwise be silently ignored)."""
+    prefix = "warehouse.chunk_size."
+    for setting in settings:
+        if setting.startswith(prefix) and setting.removeprefix(prefix) not in _registry:
+            raise ValueError(f"{setting} names no operation (known: {', '.join(names())})")
+    for name in names():
+        default_chunk_size(name, settings)
+
+
 def register_from_settings(settings: Mapping[str, Any]) -> None:
     """Register the operations named in ``warehouse.extra_operations`` (dotted names of Operation
     subclasses, space-separated): operations that live in another package, or tests' probes.
@@ -46,4 +70,15 @@ def _builtin() -> None:
 
 _builtin()
 
-__all__ = ["ChunkOutcome", "ChunkWork", "ItemFailure", "Operation", "get", "names", "register", "register_from_settings"]
+__all__ = [
+    "ChunkOutcome",
+    "ChunkWork",
+    "ItemFailure",
+    "Operation",
+    "check_chunk_sizes",
+    "default_chunk_size",
+    "get",
+    "names",
+    "register",
+    "register_from_settings",
+]

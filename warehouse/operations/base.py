@@ -54,6 +54,10 @@ class Operation(abc.ABC):
     # the run's failures; None lists items by id alone. A Column, not the ORM attribute: an attribute
     # on a class is a descriptor, which would read it from the operation instance.
     item_key: ClassVar[Any] = None
+    # Items per chunk when a run asks for no size: None takes the deployment's ``warehouse.chunk_size``
+    # (500). An operation whose items cost very differently from a product row's update declares its
+    # own; ``warehouse.chunk_size.<name>`` overrides it, and a run's own chunk_size overrides both.
+    default_chunk_size: ClassVar[int | None] = None
 
     @abc.abstractmethod
     def item_ids(self, warehouse_id: int, today: dt.date) -> Select[tuple[int]]:

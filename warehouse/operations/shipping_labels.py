@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from ..carrier.buyer import Purchase, buyer_for
-from ..carrier.client import LabelOrder
 from ..models import Shipment
 from .base import ChunkOutcome, ChunkWork, ItemFailure, Operation
+
+if TYPE_CHECKING:
+    from ..carrier.buyer import Purchase
+    from ..carrier.client import LabelOrder
 
 WINDOW_DAYS = 14
 
@@ -28,6 +30,8 @@ shipments = Shipment.__table__
 class ShippingLabels(Operation):
     name = "shipping_labels"
     item_key = shipments.c.reference
+    # A chunk waits on the carrier, not on the database: see "Choosing a chunk size" in the README.
+    default_chunk_size = 1_000
     description = "Buy a carrier label for each shipment due in the next 14 days that has none."
 
     def item_ids(self, warehouse_id: int, today: dt.date) -> Select[tuple[int]]:
@@ -38,6 +42,10 @@ class ShippingLabels(Operation):
         )
 
     def process_chunk(self, work: ChunkWork) -> ChunkOutcome:
+        # The carrier client (HTTP, the Redis limiter) is imported by the workers that buy labels,
+        # not by every command that only lists the operations.
+        from ..carrier.buyer import buyer_for
+
         buyer = buyer_for(work.settings)
         orders = self._orders(work)
         # No transaction is open while the calls are made: the orders were read on a connection of
@@ -69,6 +77,8 @@ class ShippingLabels(Operation):
 
     def _orders(self, work: ChunkWork) -> list[LabelOrder]:
         """The chunk's shipments that still need a label, read in a short transaction of its own."""
+        from ..carrier.client import LabelOrder
+
         with Session(work.session.get_bind()) as reader:
             rows = reader.execute(
                 select(Shipment.id, Shipment.reference, Shipment.ship_to, Shipment.weight_grams)

@@ -13,7 +13,7 @@ from .. import operations, run_actions
 from ..errors import ApiError
 from ..models import Product, Run, Shipment, Warehouse
 from ..security import OPERATE, VIEW
-from ..settings import MAX_CHUNK_SIZE, chunk_size
+from ..settings import MAX_CHUNK_SIZE
 from .forms import FormError, read_start_run
 from .runs import runs_with_codes
 
@@ -42,7 +42,9 @@ def overview(request: Request, form: dict[str, Any] | None = None, error: str | 
         "pick_warehouse_from_list": warehouse_count <= MAX_WAREHOUSES_LISTED,
         "runs": runs_with_codes(request, select(Run).order_by(Run.id.desc()).limit(LATEST_RUNS)),
         "operations": [(name, operations.get(name).description) for name in operations.names()],
-        "default_chunk_size": chunk_size(request.registry.settings),
+        "default_chunk_sizes": [
+            (name, operations.default_chunk_size(name, request.registry.settings)) for name in operations.names()
+        ],
         "max_chunk_size": MAX_CHUNK_SIZE,
         # Chosen unless the form says otherwise: the quick, side-effect-free one for a first try.
         "form": form or {"operation": "valuation"},

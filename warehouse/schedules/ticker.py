@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -28,7 +29,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from .. import ledger, operations
 from ..db import transaction
 from ..models import Schedule, ScheduleTick, TickOutcome, Warehouse
-from ..settings import DEFAULT_CHUNK_SIZE
 from .timing import latest_tick, next_tick, ticks_from_to
 
 logger = logging.getLogger(__name__)
@@ -57,17 +57,20 @@ def due_schedule_ids(session: Session, now: dt.datetime) -> list[int]:
 
 
 def fire_due_schedules(
-    session_factory: sessionmaker[Session], now: dt.datetime, default_chunk_size: int = DEFAULT_CHUNK_SIZE
+    session_factory: sessionmaker[Session],
+    now: dt.datetime,
+    chunk_size_for: Callable[[str], int] = lambda operation: operations.default_chunk_size(operation, {}),
 ) -> list[Firing]:
     """Fire every enabled schedule whose ``next_run_at`` is at or before ``now``; what each came to
-    (committed). A schedule another process is firing, or fired first, is left out."""
+    (committed). A schedule another process is firing, or fired first, is left out. A schedule that
+    names no chunk size takes ``chunk_size_for(operation)`` at each tick."""
     with transaction(session_factory) as session:
         due = due_schedule_ids(session, now)
     firings = []
     for schedule_id in due:
         try:
             with transaction(session_factory) as session:
-                firing = fire_schedule(session, schedule_id, now, default_chunk_size)
+                firing = fire_schedule(session, schedule_id, now, chunk_size_for)
         except IntegrityError:
             logger.info("schedule %s: another process recorded this tick first", schedule_id)
             continue
@@ -88,7 +91,9 @@ def _lock_if_due(session: Session, schedule_id: int, now: dt.datetime) -> Schedu
     ).one_or_none()
 
 
-def fire_schedule(session: Session, schedule_id: int, now: dt.datetime, default_chunk_size: int) -> Firing | None:
+def fire_schedule(
+    session: Session, schedule_id: int, now: dt.datetime, chunk_size_for: Callable[[str], int]
+) -> Firing | None:
     """Fire one schedule in the caller's transaction, if it is still due and no one else holds it.
 
     Only the latest due tick runs: ticks missed while nothing was firing (everything down) are folded
@@ -104,7 +109,7 @@ def fire_schedule(session: Session, schedule_id: int, now: dt.datetime, default_
     tick = max(latest_tick(schedule.cron, schedule.timezone, now), _utc(first_due))
     missed = ticks_from_to(schedule.cron, schedule.timezone, first_due, tick)
     record = ScheduleTick(schedule_id=schedule.id, tick_at=tick, missed_ticks=missed, created_at=now)
-    _start_or_skip(session, schedule, record, default_chunk_size)
+    _start_or_skip(session, schedule, record, chunk_size_for)
     session.add(record)
     session.flush()  # the unique key on (schedule_id, tick_at) decides here
     schedule.next_run_at = next_tick(schedule.cron, schedule.timezone, now)
@@ -116,7 +121,7 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment
 
 
-def _start_or_skip(session: Session, schedule: Schedule, record: ScheduleTick, default_chunk_size: int) -> None:
+def _start_or_skip(session: Session, schedule: Schedule, record: ScheduleTick, chunk_size_for: Callable[[str], int]) -> None:
     """Start the tick's run through the ledger, or record why it starts none."""
     warehouse = session.get_one(Warehouse, schedule.warehouse_id)
     if schedule.operation not in operations.names():
@@ -128,7 +133,7 @@ def _start_or_skip(session: Session, schedule: Schedule, record: ScheduleTick, d
             session,
             warehouse,
             schedule.operation,
-            chunk_size=schedule.chunk_size or default_chunk_size,
+            chunk_size=schedule.chunk_size or chunk_size_for(schedule.operation),
             tolerated_failure_percent=schedule.tolerated_failure_percent,
             schedule_id=schedule.id,
             scheduled_for=record.tick_at,

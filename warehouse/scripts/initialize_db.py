@@ -9,11 +9,10 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from pyramid.paster import setup_logging
 from sqlalchemy import make_url
 
 from warehouse.migrate import upgrade
-from warehouse.settings import load_settings
+from warehouse.settings import load_settings, setup_logging
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

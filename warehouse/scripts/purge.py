@@ -14,7 +14,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pyramid.paster import setup_logging
 from sqlalchemy.orm import Session, sessionmaker
 
 from tasks.retention import purge_run_details
@@ -23,7 +22,7 @@ from warehouse.ledger import utcnow
 from warehouse.ledger.retention import RetentionPolicy, retention_policy, runs_due
 from warehouse.presenters import isoformat
 from warehouse.scripts.commands import OneLineParser
-from warehouse.settings import load_settings
+from warehouse.settings import load_settings, setup_logging
 
 PROG = "warehouse-purge"
 

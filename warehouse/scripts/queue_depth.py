@@ -15,13 +15,11 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from pyramid.paster import setup_logging
-
 from tasks.app import make_celery
 from tasks.queues import QueueDepth, queue_depths
 from warehouse.db import transaction
 from warehouse.ledger.workers import count_alive_workers
-from warehouse.settings import load_settings
+from warehouse.settings import load_settings, setup_logging
 
 DEFAULT_NAMESPACE = "Warehouse"
 

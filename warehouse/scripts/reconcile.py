@@ -10,11 +10,9 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from pyramid.paster import setup_logging
-
 from tasks.app import make_celery
 from tasks.reconcile import reconcile
-from warehouse.settings import load_settings
+from warehouse.settings import load_settings, setup_logging
 
 
 def main(argv: Sequence[str] | None = None) -> int:

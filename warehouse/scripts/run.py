@@ -17,7 +17,6 @@ from decimal import Decimal
 from typing import Any
 
 from celery import Celery
-from pyramid.paster import setup_logging
 from pyramid.settings import asbool
 from sqlalchemy import select
 from sqlalchemy.exc import NoResultFound
@@ -33,10 +32,12 @@ from warehouse.db import make_engine, make_session_factory, transaction
 from warehouse.ledger.retention import retention_policy
 from warehouse.models import Run, RunStatus, Warehouse
 from warehouse.presenters import TERMINAL_RUN_STATUSES, run_json
-from warehouse.settings import MAX_CHUNK_SIZE, chunk_size, load_settings
+from warehouse.settings import MAX_CHUNK_SIZE, load_settings, setup_logging
 from warehouse.webhooks.outbox import take_unsent
 
-POLL_SECONDS = 0.5
+# How often --wait reads the run: its end is shown at most this long after the ledger records it.
+# One primary-key read of one row each time, cheap enough at ten a second for one terminal.
+POLL_SECONDS = 0.1
 
 
 def positive_chunk_size(text: str) -> int:
@@ -72,7 +73,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="redrive run RUN_ID, which has ended: do its failed chunks (and those a failed run skipped) "
         "again, in the same run",
     )
-    parser.add_argument("--chunk-size", type=positive_chunk_size, help="items per chunk (default: warehouse.chunk_size)")
+    parser.add_argument("--chunk-size", type=positive_chunk_size, help="items per chunk (default: the operation's; see warehouse.chunk_size)")
     parser.add_argument(
         "--tolerated-failure-percent", type=percent, default=Decimal(0), help="failed items allowed, in %% (default 0)"
     )
@@ -207,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 session,
                 warehouse,
                 args.operation,
-                chunk_size=args.chunk_size or chunk_size(settings),
+                chunk_size=args.chunk_size or operations.default_chunk_size(args.operation, settings),
                 tolerated_failure_percent=args.tolerated_failure_percent,
             )
         except ledger.ActiveRunExists as exists:

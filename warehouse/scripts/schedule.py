@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from pyramid.paster import setup_logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,7 +20,7 @@ from warehouse import operations, schedules
 from warehouse.db import make_engine, make_session_factory
 from warehouse.errors import ApiError
 from warehouse.models import Warehouse
-from warehouse.settings import load_settings
+from warehouse.settings import load_settings, setup_logging
 
 from .commands import OneLineParser, print_outcome, record_id, whole_number
 

@@ -17,12 +17,11 @@ from itertools import islice
 from typing import Any
 
 from psycopg import sql
-from pyramid.paster import setup_logging
 from sqlalchemy import Column, Connection, Engine, Table, insert, select, text
 
 from warehouse.db import make_engine
 from warehouse.models import Product, Shipment, Warehouse
-from warehouse.settings import load_settings
+from warehouse.settings import load_settings, setup_logging
 
 SKU_PREFIX = "SKU-"
 REFERENCE_PREFIX = "SHP-"

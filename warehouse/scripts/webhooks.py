@@ -12,11 +12,10 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from pyramid.paster import setup_logging
 from sqlalchemy.orm import Session
 
 from warehouse.db import make_engine, make_session_factory
-from warehouse.settings import load_settings
+from warehouse.settings import load_settings, setup_logging
 from warehouse.webhooks import subscriptions
 
 from .commands import OneLineParser, print_outcome, record_id
