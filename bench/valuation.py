@@ -247,7 +247,7 @@ def chunk_stats(engine: Any, run_id: int, processes: int) -> dict[str, float]:
 def measure(ini: Path, engine: Any, cpu: common.CpuMeter, size: int, wid: int, chunk: int, processes: int) -> Measurement:
     """One run as a user starts it: ``warehouse-run INI CODE valuation --chunk-size N --wait``, timed
     from starting the command to its exit."""
-    from bench.labels import phases
+    from bench.labels_data import phases
 
     reset_values(engine, wid)
     cpu.start()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery
@@ -16,6 +16,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from warehouse import operations
+
+from .connections import OneConnection, one_connection
 from warehouse.db import make_engine, make_session_factory
 
 # Delivery settings; each is explained in the README's "Delivery settings" section.
@@ -136,25 +138,12 @@ class WorkerContext:
             yield session
 
     @contextmanager
-    def transactions_on_one_connection(self) -> Iterator[Callable[[], AbstractContextManager[Session]]]:
-        """``transaction()`` calls, one after another, all on one pooled connection checked out once.
-
-        A chunk task runs two short transactions (its claim, then its work); checking a connection
-        out of the pool for each cost a liveness check (``pool_pre_ping``, a round trip) and the
-        pool's bookkeeping twice per chunk, which at 500 products a chunk is paid 2,000 times per
-        million. Each transaction still commits on its own.
-        """
+    def one_connection(self) -> Iterator[OneConnection]:
+        """One pooled connection for a task's steps, checked out once (tasks/connections.py)."""
         self.session_factory  # noqa: B018 - makes the engine on first use
         assert self._engine is not None
-        with self._engine.connect() as connection:
-
-            @contextmanager
-            def transaction() -> Iterator[Session]:
-                # A session on a connection outside any transaction begins its own and commits it.
-                with Session(bind=connection, expire_on_commit=False) as session, session.begin():
-                    yield session
-
-            yield transaction
+        with one_connection(self._engine) as connection:
+            yield connection
 
     def forget_inherited_connections(self) -> None:
         if self._engine is not None:

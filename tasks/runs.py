@@ -90,18 +90,21 @@ def process_some_products(self: WarehouseTask, run_id: int, start_id: int, end_i
     try:
         # The claim commits before the work begins (a crash mid-work leaves the chunk claimed, for
         # a redelivery or the sweep to take over), but both go over one connection.
-        with context.transactions_on_one_connection() as transaction:
-            with transaction() as session:
-                claimed = ledger.claim_chunk(
-                    session, run_id, start_id, self.request.hostname, self.request.id, presence and presence.worker_id
-                )
+        holder = (self.request.hostname, self.request.id, presence and presence.worker_id)
+        with context.one_connection() as db:
+            if db.runs_single_statements_alone:
+                # The common case, a pending chunk of a running run, is one statement.
+                claimed = db.alone(lambda connection: ledger.claim_pending_chunk(connection, run_id, start_id, *holder))
+            if claimed is None:
+                with db.transaction() as session:
+                    claimed = ledger.claim_chunk(session, run_id, start_id, *holder)
             if claimed is None:
                 logger.info("run %s chunk %s-%s: finished, skipped or held by another task; nothing to do", run_id, start_id, end_id)
                 metrics.chunk_skipped()
                 return "skipped"
             bind_claim(claimed)
             started = time.perf_counter()
-            with transaction() as session:
+            with db.transaction() as session:
                 outcome = ledger.do_chunk(session, claimed, context.settings)
     except ledger.ChunkLost:
         logger.warning("run %s chunk %s-%s was taken over; this attempt's work is rolled back", run_id, start_id, end_id)

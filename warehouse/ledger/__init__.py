@@ -12,7 +12,7 @@ Every function takes a session whose transaction the caller owns (a request's, o
 function changes is committed or rolled back together with the caller's work.
 """
 
-from .claims import ChunkLost, ClaimedChunk, claim_chunk, skip_chunk
+from .claims import ChunkLost, ClaimedChunk, claim_chunk, claim_pending_chunk, skip_chunk
 from .control import ResumePlan, RunEnded, cancel_run, lock_run, prepare_resume, release_abandoned_chunks, touch_run
 from .finishing import FinaliseResult, decide_status, finalise_run
 from .outcomes import do_chunk, fail_chunk
@@ -48,6 +48,7 @@ __all__ = [
     "cancel_run",
     "chunk_bounds",
     "claim_chunk",
+    "claim_pending_chunk",
     "create_run",
     "decide_status",
     "do_chunk",

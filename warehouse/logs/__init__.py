@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
-from pyramid.config import Configurator
-from pyramid.tweens import INGRESS, MAIN
+from typing import TYPE_CHECKING
 
 from .formatters import JsonFormatter, TextFormatter
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
 
 __all__ = ["JsonFormatter", "TextFormatter", "includeme"]
 
@@ -20,6 +22,9 @@ REQUEST_GUARD_TWEEN = "warehouse.request_guard.request_guard_tween_factory"
 
 
 def includeme(config: Configurator) -> None:
+    # Imported here: every command's logging names the formatters above, and needs no Pyramid.
+    from pyramid.tweens import INGRESS, MAIN
+
     # Over the request guard, so that its refusals carry the id too. Pyramid leaves out the names of
     # ``over`` that are not there as long as one is, and MAIN always is: an app without the guard
     # (a test's) still gets the tween.
