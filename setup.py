@@ -15,9 +15,6 @@ requires = [
     # GET /metrics and each worker node's metrics port, every prefork child added up (warehouse/metrics/).
     "prometheus_client>=0.20",
     "psycopg[binary]>=3.1",
-    # The carrier's in-flight limit, shared by every worker through Redis (leased slots, so a killed
-    # worker's slots come back by themselves).
-    "py-redis-semaphore>=0.2,<0.3",
     "pyramid>=2.0",
     # The pages people watch (warehouse/pages/): Jinja2 templates, as the Pyramid starter renders them.
     "pyramid_jinja2>=2.10",
@@ -64,6 +61,9 @@ tests_require = [
 bench_require = [
     # The plot of run time against products in docs/benchmarks.md (bench/plot.py).
     "matplotlib>=3.8",
+    # The carrier limiter the service used before warehouse/carrier/slots.py, measured against it by
+    # bench/limiter.py.
+    "py-redis-semaphore>=0.2,<0.3",
 ]
 
 setup(

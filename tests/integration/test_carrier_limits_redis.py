@@ -6,6 +6,7 @@ Every gate is named with a fresh token, so its keys are its own in the session's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import select
@@ -20,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis_semaphore import Semaphore
 
 from tests.concurrency import InFlight
 from warehouse.carrier.limits import PAUSE_CHECK_SECONDS, LimiterUnavailable, RedisGate, make_gate
@@ -51,12 +51,8 @@ def new_client(redis_url: str) -> Iterator[Callable[[], redis.Redis]]:
 
 
 def slot_is_free(client: redis.Redis, gate: RedisGate) -> bool:
-    """Try to take one of ``gate``'s slots without waiting; give it straight back if that worked."""
-    probe = Semaphore(client, gate._config)
-    if probe.acquire(blocking=False).success:
-        probe.release()
-        return True
-    return False
+    """Whether one of ``gate``'s slots is free right now (its token is in the free list)."""
+    return gate._slots.free() > 0
 
 
 def test_two_gates_with_clients_of_their_own_share_one_cap(new_client: Callable[[], redis.Redis]) -> None:
@@ -125,7 +121,7 @@ def test_a_pause_is_never_shortened_only_lengthened(new_client: Callable[[], red
     other_key = RedisGate(client, unique_name(), 2, 30)
     other_key.pause(1)
     assert 0 < client.pttl(other_key._pause_key) <= 1_000
-    second_of_other = RedisGate(new_client(), other_key._config.name, 2, 30)
+    second_of_other = RedisGate(new_client(), other_key.name, 2, 30)
     second_of_other.pause(20)
     assert client.pttl(other_key._pause_key) > 18_000
 
@@ -197,7 +193,9 @@ def test_the_slot_of_a_process_killed_with_sigkill_comes_back_by_itself(
 
         assert failures == []
         assert got_it, "the dead holder's slot did not come back within 10 s"
-        assert took < 10, took
+        # Within the rest of its 2 s lease and one wait for a token (1 s), plus some slack.
+        assert took < 2 + 1 + 1.5, took
+        assert gate._slots.tokens() == 1
     finally:
         if holder.poll() is None:
             holder.kill()
@@ -272,3 +270,133 @@ def test_more_threads_than_redis_py_s_default_pool_all_get_their_slots(redis_url
     assert errors == []
     assert calls.finished == threads
     assert calls.peak <= 40
+
+
+# --- the token list: what a dead, frozen or unanswered holder leaves, a flushed Redis, a changed limit ---
+
+
+def test_a_frozen_holder_s_slot_comes_back_after_its_lease_and_its_late_release_adds_none(
+    redis_url: str, new_client: Callable[[], redis.Redis]
+) -> None:
+    name = unique_name()
+    gate = RedisGate(new_client(), name, max_in_flight=1, lease_seconds=1)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER_BRIEFLY, redis_url, name],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        ready, _, _ = select.select([holder.stdout], [], [], 30)
+        assert ready and holder.stdout.readline().strip() == "held"  # type: ignore[union-attr]
+        os.kill(holder.pid, signal.SIGSTOP)
+        # Frozen past its 1 s lease (heartbeat included): a caller that waits gets the slot.
+        with gate.slot():
+            assert gate._slots.tokens() == 1
+            os.kill(holder.pid, signal.SIGCONT)
+            # Thawed, the holder gives back the token it held before: it is no longer its, so
+            # nothing moves, and the one slot stays with the caller that holds it now.
+            out, err = holder.communicate(timeout=30)
+            assert "released" in out, err
+            assert gate._slots.free() == 0
+            assert gate._slots.tokens() == 1
+        assert gate._slots.free() == 1 and gate._slots.tokens() == 1
+    finally:
+        if holder.poll() is None:
+            os.kill(holder.pid, signal.SIGCONT)
+            holder.kill()
+        holder.communicate(timeout=10)
+
+
+HOLDER_BRIEFLY = """
+import sys, time
+import redis
+from warehouse.carrier.limits import RedisGate
+
+url, name = sys.argv[1], sys.argv[2]
+gate = RedisGate(redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5), name, 1, lease_seconds=1)
+with gate.slot():
+    print("held", flush=True)
+    time.sleep(0.5)  # frozen here by the test, then thawed
+print("released", flush=True)
+"""
+
+
+def test_a_token_whose_taking_was_never_answered_is_given_back_by_the_heartbeat(new_client: Callable[[], redis.Redis]) -> None:
+    client = new_client()
+    gate = RedisGate(client, unique_name(), max_in_flight=2, lease_seconds=0.6)
+    with gate.slot():
+        pass
+    slots = gate._slots
+    # As if a BLMOVE had run in Redis and its reply been lost: a token in this process's list that
+    # the process does not know it holds.
+    assert client.lmove(f"{slots.prefix}:free", f"{slots.prefix}:held:{slots._holder}", "LEFT", "RIGHT") is not None
+    assert slots.free() == 1
+
+    deadline = time.monotonic() + 10
+    while slots.free() < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert slots.free() == 2, "the unanswered token was never given back"
+    assert slots.tokens() == 2
+
+
+def test_the_tokens_are_made_again_when_redis_loses_them_and_the_cap_still_holds(new_client: Callable[[], redis.Redis]) -> None:
+    client = new_client()
+    name = unique_name()
+    gate = RedisGate(client, name, max_in_flight=2, lease_seconds=30)
+    with gate.slot():
+        # Redis restarts with nothing kept on disk, while a call holds a slot.
+        client.delete(*client.keys(f"warehouse:carrier-slots:{name}:*"))
+        with gate.slot(), gate.slot():  # waits about a second, finds the list gone, makes it again
+            assert gate._slots.free() == 0
+        # The slot taken before the loss is given back to nothing: the new list keeps its two tokens.
+    assert gate._slots.free() == 2 and gate._slots.tokens() == 2
+
+
+def test_a_lowered_limit_takes_tokens_away_and_a_raised_one_adds_them(new_client: Callable[[], redis.Redis]) -> None:
+    name = unique_name()
+    three = RedisGate(new_client(), name, max_in_flight=3, lease_seconds=30)
+    held = [contextlib.ExitStack() for _ in range(2)]
+    for stack in held:
+        stack.enter_context(three.slot())
+    # Workers restarted with a limit of 1 while two calls of the old ones still run.
+    one = RedisGate(new_client(), name, max_in_flight=1, lease_seconds=30)
+    one._slots._ensure_tokens()
+    assert one._slots.free() == 0 and one._slots.tokens() == 1
+    held[0].close()  # pays the debt: no slot frees
+    assert one._slots.free() == 0 and one._slots.tokens() == 1
+    held[1].close()  # now one frees
+    assert one._slots.free() == 1 and one._slots.tokens() == 1
+
+    five = RedisGate(new_client(), name, max_in_flight=5, lease_seconds=30)
+    five._slots._ensure_tokens()
+    assert five._slots.free() == 5 and five._slots.tokens() == 5
+
+
+def test_a_token_given_back_twice_frees_one_slot_only(new_client: Callable[[], redis.Redis]) -> None:
+    gate = RedisGate(new_client(), unique_name(), max_in_flight=2, lease_seconds=30)
+    token = gate._slots.acquire()
+    gate._slots.release(token)
+    gate._slots.release(token)
+
+    assert gate._slots.free() == 2 and gate._slots.tokens() == 2
+
+
+def test_a_slot_costs_two_round_trips(new_client: Callable[[], redis.Redis]) -> None:
+    client = new_client()
+    gate = RedisGate(client, unique_name(), max_in_flight=2, lease_seconds=30)
+    with gate.slot():  # the first use registers the process and makes the list
+        pass
+    # Counted on this client (Redis's own commandstats would count everyone else's commands too);
+    # the heartbeat, every 10 s, does not beat in between.
+    sent: list[str] = []
+    real = client.execute_command
+
+    def counting(*args: object, **options: object) -> object:
+        sent.append(str(args[0]).upper())
+        return real(*args, **options)
+
+    client.execute_command = counting  # type: ignore[method-assign]
+    with gate.slot():
+        pass
+
+    assert sent == ["BLMOVE", "EVALSHA"]

@@ -155,12 +155,12 @@ def test_make_gate_with_redis_is_a_redis_gate_named_after_the_carrier() -> None:
     assert isinstance(gate, RedisGate)
     assert gate.max_in_flight == 5
     # Every deployment naming this carrier (with or without a trailing slash) shares one limit and pause.
-    assert gate._config.name == same_carrier._config.name == CARRIER_URL
+    assert gate.name == same_carrier.name == CARRIER_URL
     assert gate._pause_key == same_carrier._pause_key
-    assert gate._config.limit == 5
+    assert gate.max_in_flight == 5
     # A lease outlives a call's timeout (three times over), and is never under 30 s.
-    assert gate._config.lock_timeout == 60
-    assert make_gate(settings, CARRIER_URL, 5, call_timeout=2)._config.lock_timeout == 30
+    assert gate.lease_seconds == 60
+    assert make_gate(settings, CARRIER_URL, 5, call_timeout=2).lease_seconds == 30
 
 
 def test_limiter_unavailable_is_a_transient_error_for_the_chunk_task() -> None:

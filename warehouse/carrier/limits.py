@@ -1,9 +1,10 @@
 """One limit for every worker: how many carrier calls are in flight, and when everyone must pause.
 
 ``warehouse.carrier_max_in_flight`` bounds the calls in flight across all worker processes and nodes.
-With Redis, the slots are a py-redis-semaphore counting semaphore: each slot is a lease that a
-heartbeat keeps alive while its call runs, so the slots of a worker killed with ``kill -9`` come back
-by themselves when their lease runs out (``lock_timeout``), instead of leaking for good.
+With Redis, the slots are tokens in a Redis list (``warehouse.carrier.slots``): a call takes one with
+a blocking ``BLMOVE`` and gives it back with one script, and each process holds its tokens on a
+lease that its heartbeat renews, so the slots of a worker killed with ``kill -9`` come back by
+themselves when its lease runs out, instead of leaking for good.
 
 A 429 with ``Retry-After`` pauses every caller, not only the one that got it: the pause is a Redis key
 with that time to live, and every call waits for it to expire before it takes a slot.
@@ -22,13 +23,15 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 import redis
-from redis_semaphore import AcquireMode, Semaphore, SemaphoreConfig, TimeSource
-from redis_semaphore.errors import BackendError
+
+from .slots import TokenSlots, held_slots
 
 logger = logging.getLogger(__name__)
 
-# Redis connections beyond one per carrier thread: heartbeats and the pause check.
+# Redis connections beyond one per carrier thread: the lease's heartbeat and the pause check.
 CONNECTIONS_SPARE = 8
+# Where the slots live in Redis.
+SLOTS_NAMESPACE = "warehouse:carrier-slots"
 # How stale this process's view of the shared pause may be.
 PAUSE_CHECK_SECONDS = 0.05
 # Jitter added to a pause, so that the callers it held do not all call again in the same millisecond.
@@ -80,40 +83,32 @@ class RedisGate:
 
     def __init__(self, client: redis.Redis, name: str, max_in_flight: int, lease_seconds: float) -> None:
         self.max_in_flight = max_in_flight
+        self.name = name
         self._client = client
         self._pause_key = f"warehouse:carrier-pause:{name}"
         # This process's view of the shared pause: until when, and when Redis was last asked.
         self._lock = threading.Lock()
         self._paused_until = 0.0
         self._checked_at = -PAUSE_CHECK_SECONDS
-        self._config = SemaphoreConfig(
-            name=name,
-            namespace="warehouse:carrier-slots",
-            limit=max_in_flight,
-            # A slot outlives its holder by at most this long; the heartbeat renews it every third.
-            lock_timeout=lease_seconds,
-            acquire_mode=AcquireMode.BLPOP,
-            # Below the client's socket timeout, so a blocked wait is never mistaken for a dead socket.
-            blpop_timeout=1.0,
-            time_source=TimeSource.SERVER,
-        )
+        # A slot outlives a dead holder by at most lease_seconds; the heartbeat renews it every third.
+        self.lease_seconds = lease_seconds
+        self._slots = TokenSlots(client, name, max_in_flight, lease_seconds, SLOTS_NAMESPACE)
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
-        # One Semaphore object per call: an instance holds at most one slot.
-        semaphore = Semaphore(self._client, self._config)
         try:
-            semaphore.acquire(blocking=True)
-        except BackendError as error:
+            token = self._slots.acquire()
+        except redis.RedisError as error:
             raise LimiterUnavailable(f"carrier limiter: {error}") from error
         try:
             yield
         finally:
             try:
-                semaphore.release()
-            except BackendError:
-                # The lease runs out by itself; the call's own outcome matters more than this.
-                logger.warning("could not release a carrier slot; it frees itself within %.0fs", self._config.lock_timeout)
+                self._slots.release(token)
+            except redis.RedisError:
+                # This process's heartbeat finds the token it no longer knows and gives it back within
+                # two beats (warehouse.carrier.slots); the call's own outcome matters more.
+                logger.warning("could not give back a carrier slot; the lease's heartbeat gives it back shortly")
 
     def pause(self, seconds: float) -> None:
         milliseconds = max(1, int(seconds * 1000))
@@ -151,6 +146,12 @@ class RedisGate:
                     self._paused_until = max(self._paused_until, now + remaining_ms / 1000)
             if remaining_ms <= 0:
                 return
+
+
+def slots_held(client: redis.Redis) -> int:
+    """How many carrier slots are held right now, over every carrier in ``client``'s database (for
+    diagnostics, such as the labels benchmark's sampler)."""
+    return held_slots(client, SLOTS_NAMESPACE)
 
 
 def limiter_url(settings: Mapping[str, Any]) -> str | None:
