@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from tests.concurrency import InFlight
-from warehouse.carrier.limits import PAUSE_CHECK_SECONDS, LimiterUnavailable, RedisGate, make_gate
+from warehouse.carrier.limits import PAUSE_CHECK_SECONDS, LimiterUnavailable, RedisGate, make_gate, slots_held
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -400,3 +400,39 @@ def test_a_slot_costs_two_round_trips(new_client: Callable[[], redis.Redis]) -> 
         pass
 
     assert sent == ["BLMOVE", "EVALSHA"]
+
+
+def test_a_forked_child_holds_its_slots_as_a_holder_of_its_own(new_client: Callable[[], redis.Redis]) -> None:
+    import multiprocessing
+
+    gate = RedisGate(new_client(), unique_name(), max_in_flight=2, lease_seconds=30)
+    with gate.slot():
+        parent_holder = gate._slots._holder
+        # As a Celery pool child is forked: the child's first slot registers a holder of its own,
+        # so its tokens are never mixed with (nor given back as) its parent's.
+        context = multiprocessing.get_context("fork")
+        said = context.Queue()
+
+        def child() -> None:
+            with gate.slot():
+                said.put(gate._slots._holder)
+
+        process = context.Process(target=child)
+        process.start()
+        child_holder = said.get(timeout=30)
+        process.join(timeout=30)
+
+        assert process.exitcode == 0
+        assert child_holder != parent_holder
+        assert child_holder.split(":")[1] == str(process.pid)
+        assert gate._slots.free() == 1 and gate._slots.tokens() == 2
+
+
+def test_slots_held_counts_the_tokens_held_across_every_gate(new_client: Callable[[], redis.Redis]) -> None:
+    client = new_client()
+    before = slots_held(client)
+    first = RedisGate(new_client(), unique_name(), max_in_flight=3, lease_seconds=30)
+    second = RedisGate(new_client(), unique_name(), max_in_flight=3, lease_seconds=30)
+    with first.slot(), first.slot(), second.slot():
+        assert slots_held(client) == before + 3
+    assert slots_held(client) == before

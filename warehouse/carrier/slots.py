@@ -5,10 +5,12 @@ The ``limit`` slots are tokens in a Redis list, ``free``. Taking one is a single
 Redis hands tokens to the clients blocked on the list in the order they asked. Giving it back is one
 script (``RELEASE``) that moves that very token back, and only if it is still in this process's list,
 so a token can never be given back twice. That is two round trips a call, where py-redis-semaphore
-took five and a heartbeat thread per slot (docs/benchmarks.md has the measurements).
+took three (more when no slot was free) and started and joined a heartbeat thread per slot
+(``bench/limiter.py`` measures both).
 
 The lease is per process, not per slot: one heartbeat thread keeps ``alive:<holder>`` alive and
-registers the holder in ``holders``. A holder whose key has expired (killed with SIGKILL, frozen past
+registers the holder in ``holders``. (A holder is one ``TokenSlots`` in one process, named
+host:pid:random; a worker process has one per carrier, as ``buyer_for`` keeps one gate per pid.) A holder whose key has expired (killed with SIGKILL, frozen past
 its lease) has every token of its list moved back to ``free`` by ``REAP``, which anyone runs when a
 wait for a token times out, and every heartbeat runs too. A holder that comes back from a freeze finds
 its list empty, so its late releases move nothing.
@@ -30,6 +32,7 @@ import secrets
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -104,6 +107,19 @@ return back
 """
 
 
+# Every TokenSlots of this process, so that a forked child gets fresh locks: a lock that another
+# thread of the parent held at the fork would otherwise stay locked in the child for good.
+_everyone: weakref.WeakSet[TokenSlots] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for slots in list(_everyone):
+        slots._lock, slots._start_lock = threading.Lock(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class TokenSlots:
     """``limit`` slots shared by every process that uses the same Redis and ``name``."""
 
@@ -124,6 +140,7 @@ class TokenSlots:
         # In our Redis list but not known to be ours at the last heartbeat: token -> times taken then.
         self._suspects: dict[bytes, int] = {}
         self._start_lock = threading.Lock()
+        _everyone.add(self)
 
     @contextmanager
     def slot(self) -> Iterator[None]:
