@@ -10,9 +10,10 @@ took three (more when no slot was free) and started and joined a heartbeat threa
 
 The lease is per process, not per slot: one heartbeat thread keeps ``alive:<holder>`` alive and
 registers the holder in ``holders``. (A holder is one ``TokenSlots`` in one process, named
-host:pid:random; a worker process has one per carrier, as ``buyer_for`` keeps one gate per pid.) A holder whose key has expired (killed with SIGKILL, frozen past
-its lease) has every token of its list moved back to ``free`` by ``REAP``, which anyone runs when a
-wait for a token times out, and every heartbeat runs too. A holder that comes back from a freeze finds
+host:pid:random; a worker process has one per carrier, as ``buyer_for`` keeps one gate per pid.)
+A holder whose key has expired (killed with SIGKILL, frozen past its lease) has every token of its
+list moved back to ``free`` by ``REAP``, which anyone runs when a wait for a token times out, and
+every heartbeat runs too. A holder that comes back from a freeze finds
 its list empty, so its late releases move nothing.
 
 The list is made by ``ENSURE`` when a process first takes a slot and whenever a wait times out: if the
