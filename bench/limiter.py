@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import redis
@@ -159,6 +160,37 @@ def median_range(values: list[float], digits: int = 2) -> str:
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
+def measure(url: str, repeats: int, seconds: float, slots: int) -> dict[str, dict[str, list[float]]]:
+    rows: dict[str, dict[str, list[float]]] = {design: {} for design in DESIGNS}
+    for run in range(repeats):
+        for design in DESIGNS:  # interleaved, so a busier moment of the machine hits both alike
+            cpu, wall = one_thread(url, design, run, slots)
+            rate, handoff, cpu_call = contended(url, design, run, seconds)
+            for key, value in (("cpu", cpu), ("wall", wall), ("rate", rate), ("handoff", handoff), ("cpu_call", cpu_call)):
+                rows[design].setdefault(key, []).append(value)
+            print(f"  run {run + 1} {design}: {cpu:.3f} / {wall:.3f} ms per slot; {rate:.0f} calls/s, "
+                  f"hand-off {handoff:.1f} ms", file=sys.stderr, flush=True)
+    return rows
+
+
+def run(env: Any, repeats: int = 3, seconds: float = 4.0, slots: int = 1000) -> Any:
+    """For ``make bench``: the same measurements on the session's Redis DB, as table rows."""
+    from bench.common import Result
+
+    result = Result("carrier limiter")
+    rows = measure(env.redis_url, repeats, seconds, slots)
+    for design, values in rows.items():
+        result.figure(f"{design}: one thread, per slot", f"{median_range(values['cpu'], 3)} ms CPU",
+                      f"{median_range(values['wall'], 3)} ms wall; {slots} slots taken and given back, no contention;"
+                      f" median (range) of {repeats}")
+        result.figure(f"{design}: {PROCESSES} processes × {THREADS} threads, cap {CAP}",
+                      f"{median_range(values['rate'], 0)} calls/s",
+                      f"ideal {IDEAL:.0f} ({median_range([100 * rate / IDEAL for rate in values['rate']], 1)} %);"
+                      f" release to the next holder {median_range(values['handoff'], 1)} ms;"
+                      f" {median_range(values['cpu_call'], 3)} ms CPU a call, all processes; {CALL_SECONDS * 1000:.0f} ms calls")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each contended run (default 4)")
@@ -166,16 +198,8 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=1000, help="slots per one-thread run (default 1000)")
     args = parser.parse_args()
 
-    rows: dict[str, dict[str, list[float]]] = {design: {} for design in DESIGNS}
     with scratch.claimed_redis_db(REDIS_HOST, REDIS_PORT, scratch.claim_token("bench-limiter")) as url:
-        for run in range(args.repeats):
-            for design in DESIGNS:  # interleaved, so a busier moment of the machine hits both alike
-                cpu, wall = one_thread(url, design, run, args.slots)
-                rate, handoff, cpu_call = contended(url, design, run, args.seconds)
-                for key, value in (("cpu", cpu), ("wall", wall), ("rate", rate), ("handoff", handoff), ("cpu_call", cpu_call)):
-                    rows[design].setdefault(key, []).append(value)
-                print(f"  run {run + 1} {design}: {cpu:.3f} / {wall:.3f} ms per slot; {rate:.0f} calls/s, "
-                      f"hand-off {handoff:.1f} ms", file=sys.stderr, flush=True)
+        rows = measure(url, args.repeats, args.seconds, args.slots)
 
     print(f"\nMedians of {args.repeats} runs (range). (a) one thread, {args.slots} slots; "
           f"(b) {PROCESSES} processes x {THREADS} threads, cap {CAP}, {CALL_SECONDS * 1000:.0f} ms calls, "

@@ -20,11 +20,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` and the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common, dispatch, embedded, fleet, labels, plot, pollers, status, valuation
+from bench import common, dispatch, embedded, fleet, labels, limiter, plot, pollers, status, valuation
 from bench.common import BenchError, Environment, Result, log
 
 BENCHMARKS: dict[str, Callable[[Environment], Result]] = {
     "labels": labels.run,
+    "limiter": limiter.run,
     "valuation": valuation.run,
     "status": status.run,
     "dispatch": dispatch.run,
