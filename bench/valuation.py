@@ -314,7 +314,7 @@ def run(
     concurrency: int = CONCURRENCY,
     worker_loglevel: str = WORKER_LOGLEVEL,
     repeats: int = REPEATS,
-    seed_recipe: bool = True,
+    time_seed_recipe: bool = True,
 ) -> Result:
     result = Result(NAME)
     sizes = sorted(set(sizes))
@@ -371,7 +371,7 @@ def run(
                 elif best_chunk != default_chunk:
                     ours[size, best_chunk] = measure(ini, engine, cpu, size, wids[size], best_chunk, processes)
 
-        for size in sizes if seed_recipe else ():
+        for size in sizes if time_seed_recipe else ():
             if size == smallest:
                 estimate = 0.0
             else:
@@ -523,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         concurrency=args.concurrency,
         worker_loglevel=args.loglevel,
         repeats=args.repeats,
-        seed_recipe=args.seed_recipe,
+        time_seed_recipe=args.seed_recipe,
     )
 
 
