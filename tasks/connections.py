@@ -40,13 +40,14 @@ class OneConnection:
     def alone(self, statement: Callable[[Connection], T]) -> T:
         """``statement(connection)``, which must run exactly one statement, in autocommit."""
         connection = self.connection.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            return statement(connection)
-        finally:
-            # Ends SQLAlchemy's own bookkeeping of the autobegun transaction (no round trip in
-            # autocommit), so that the next step may set the isolation level back and begin.
-            connection.commit()
-            connection.execution_options(isolation_level=connection.default_isolation_level)
+        # If the statement raises, its error goes up as it is: the connection goes back to the pool,
+        # which resets its isolation level (or discards it, if it broke).
+        result = statement(connection)
+        # Ends SQLAlchemy's own bookkeeping of the autobegun transaction (no round trip in
+        # autocommit), so that the next step may set the isolation level back and begin.
+        connection.commit()
+        connection.execution_options(isolation_level=connection.default_isolation_level)
+        return result
 
 
 @contextmanager
