@@ -84,7 +84,7 @@ def test_the_form_says_each_operation_s_default_chunk_size(testapp: TestApp, war
     sign_in(testapp, OPERATOR_TOKEN)
     help_text = testapp.get("/", status=200).html.find(id="chunk-help").get_text(" ", strip=True)
 
-    assert "empty for the operation's own (" in help_text
+    assert "empty for its default (" in help_text
     assert "valuation 500" in help_text
     assert f"shipping_labels {ShippingLabels.default_chunk_size:,}" in help_text
 
