@@ -97,7 +97,10 @@ def process_some_products(self: WarehouseTask, run_id: int, start_id: int, end_i
                 claimed = db.alone(lambda connection: ledger.claim_pending_chunk(connection, run_id, start_id, *holder))
             if claimed is None:
                 with db.transaction() as session:
-                    claimed = ledger.claim_chunk(session, run_id, start_id, *holder)
+                    # Past the one statement (if it was tried): the row-by-row cases only.
+                    claimed = ledger.claim_chunk(
+                        session, run_id, start_id, *holder, pending_tried=db.runs_single_statements_alone
+                    )
             if claimed is None:
                 logger.info("run %s chunk %s-%s: finished, skipped or held by another task; nothing to do", run_id, start_id, end_id)
                 metrics.chunk_skipped()

@@ -41,6 +41,8 @@ def claim_chunk(
     hostname: str | None,
     task_id: str | None,
     worker_id: int | None = None,
+    *,
+    pending_tried: bool = False,
 ) -> ClaimedChunk | None:
     """Mark a chunk running for this task, in a short transaction of its own; None: leave it alone.
 
@@ -53,9 +55,8 @@ def claim_chunk(
     else is decided row by row in ``_claim_or_skip``. Every chunk pays the claim, so its round trips
     count: see docs/benchmarks.md.
     """
-    return claim_pending_chunk(session.connection(), run_id, start_id, hostname, task_id, worker_id) or _claim_or_skip(
-        session, run_id, start_id, hostname, task_id, worker_id
-    )
+    claimed = None if pending_tried else claim_pending_chunk(session.connection(), run_id, start_id, hostname, task_id, worker_id)
+    return claimed or _claim_or_skip(session, run_id, start_id, hostname, task_id, worker_id)
 
 
 # The statements every chunk runs are built once, with bound parameters: building a statement and
