@@ -9,10 +9,12 @@ bounds how many calls are in flight.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import BigInteger, Select, Text, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from ..models import Shipment
@@ -90,37 +92,22 @@ class ShippingLabels(Operation):
 
     @staticmethod
     def _store_labels(session: Session, bought: list[Purchase]) -> None:
-        rows = [
+        labels = [(purchase.shipment_id, purchase.label) for purchase in bought if purchase.label is not None]
+        _update_shipments(
+            session,
+            [shipment_id for shipment_id, _ in labels],
             {
-                "shipment_id": purchase.shipment_id,
-                "new_label_id": purchase.label.label_id,
-                "new_tracking_number": purchase.label.tracking_number,
-                "new_label_url": purchase.label.label_url,
-            }
-            for purchase in bought
-            if purchase.label is not None
-        ]
-        statement = (
-            update(shipments)
-            # A shipment labelled meanwhile keeps its label: the carrier sold one per key anyway.
-            .where(shipments.c.id == bindparam("shipment_id"), shipments.c.label_id.is_(None))
-            .values(
-                label_id=bindparam("new_label_id"),
-                tracking_number=bindparam("new_tracking_number"),
-                label_url=bindparam("new_label_url"),
-                label_error=None,
-            )
+                "label_id": [label.label_id for _, label in labels],
+                "tracking_number": [label.tracking_number for _, label in labels],
+                "label_url": [label.label_url for _, label in labels],
+            },
+            also={"label_error": None},
         )
-        _one_by_one(session, statement, rows)
 
     @staticmethod
     def _store_errors(session: Session, refused: list[Purchase]) -> None:
-        statement = (
-            update(shipments)
-            .where(shipments.c.id == bindparam("shipment_id"), shipments.c.label_id.is_(None))
-            .values(label_error=bindparam("error"))
-        )
-        _one_by_one(session, statement, [{"shipment_id": p.shipment_id, "error": (p.error or "")[:4000]} for p in refused])
+        errors = {"label_error": [(purchase.error or "")[:4000] for purchase in refused]}
+        _update_shipments(session, [purchase.shipment_id for purchase in refused], errors)
 
     def summarise(self, summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         totals = {"labels_bought": 0, "labels_failed": 0, "shipments_skipped": 0}
@@ -130,14 +117,54 @@ class ShippingLabels(Operation):
         return totals
 
 
-def _one_by_one(session: Session, statement: Any, rows: list[dict[str, Any]]) -> None:
-    """``statement`` once per row, each a whole round trip, never an executemany.
+def _update_shipments(
+    session: Session, ids: list[int], columns: Mapping[str, list[Any]], also: Mapping[str, Any] | None = None
+) -> None:
+    """Set ``columns`` (a value per shipment of ``ids``, in the same order) and ``also`` on shipments still without a label.
 
-    psycopg runs an executemany as a pipeline, and a node frozen in the middle of one (a paused VM)
-    leaves its PostgreSQL session "active", waiting for the rest of the pipeline: its row locks then
-    outlive idle_in_transaction_session_timeout, which only ends sessions idle between statements,
-    and the redo of its chunk elsewhere waits until the node thaws. A chunk writes tens of rows, so
-    the round trips cost milliseconds beside the seconds of its carrier calls.
+    A shipment labelled meanwhile keeps its label: the carrier sold one per key anyway.
+
+    On PostgreSQL this is one statement for the whole chunk, its values as arrays (``UPDATE ... FROM
+    unnest(...)``): a round trip per shipment (1,000 a chunk) kept the process off the carrier for
+    several tenths of a second after its last call (docs/benchmarks.md). One statement, not an
+    executemany: psycopg runs an executemany as a pipeline, and a node frozen in the middle of one
+    (a paused VM) leaves its session "active", waiting for the rest, with its row locks held past
+    idle_in_transaction_session_timeout, which only ends sessions idle between statements. A single
+    statement is whole once sent; frozen before its commit, the session is idle in its transaction and
+    that timeout ends it. Elsewhere (SQLite, for tests and the embedded default) one statement per row.
     """
-    for row in rows:
-        session.execute(statement, row)
+    if not ids:
+        return
+    connection = session.connection()
+    for_each, for_all = _shipment_updates(tuple(columns), tuple(sorted((also or {}).items())))
+    if connection.dialect.name == "postgresql":
+        connection.execute(for_all, {"b_ids": ids, **{f"b_{name}": values for name, values in columns.items()}})
+        return
+    for number, shipment_id in enumerate(ids):
+        values = {f"b_{name}": column_values[number] for name, column_values in columns.items()}
+        connection.execute(for_each, {"b_id": shipment_id, **values})
+
+
+@functools.cache
+def _shipment_updates(columns: tuple[str, ...], also: tuple[tuple[str, Any], ...]) -> tuple[Any, Any]:
+    """The two forms of one update: a statement per shipment, and one for many from arrays."""
+    unlabelled = shipments.c.label_id.is_(None)
+    for_each = (
+        update(shipments)
+        .where(shipments.c.id == bindparam("b_id"), unlabelled)
+        .values({**{name: bindparam(f"b_{name}") for name in columns}, **dict(also)})
+    )
+    given = (
+        func.unnest(
+            bindparam("b_ids", type_=ARRAY(BigInteger)),
+            *(bindparam(f"b_{name}", type_=ARRAY(Text)) for name in columns),
+        )
+        .table_valued("id", *columns)
+        .render_derived(name="given")
+    )
+    for_all = (
+        update(shipments)
+        .where(shipments.c.id == given.c.id, unlabelled)
+        .values({**{name: given.c[name] for name in columns}, **dict(also)})
+    )
+    return for_each, for_all
