@@ -179,7 +179,7 @@ def report(result: Result, seconds: dict[int, list[float]], recoveries: list[flo
         f"{statistics.median(recoveries):.1f} s ({min(recoveries):.1f}-{max(recoveries):.1f})",
         f"kill -9 on 3 nodes, heartbeat 5 s, dead after 15 s; target <= {TARGET_RECOVERY_SECONDS:.0f} s",
     )
-    result.check(f"3 nodes >= {TARGET_SCALING} x one node", scaling[3] >= TARGET_SCALING, f"{scaling[3]:.2f} x")
+    result.target(f"3 nodes >= {TARGET_SCALING} x one node", scaling[3] >= TARGET_SCALING, f"{scaling[3]:.2f} x")
     result.check(
         f"a killed node's chunks run elsewhere within {TARGET_RECOVERY_SECONDS:.0f} s",
         max(recoveries) <= TARGET_RECOVERY_SECONDS, f"slowest {max(recoveries):.1f} s",

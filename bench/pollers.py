@@ -257,9 +257,9 @@ def report(result: Result, baselines: list[Timed], polled: list[Timed], products
     result.check(f"the server held the {clients:,} pollers' connections", least >= clients,
                  f"at least {least:,} established throughout the polled runs")
     result.check("no poll failed", not errors, f"{sum(errors.values())} of {requests:,}")
-    result.check(f"poll p99 ≤ {TARGET_P99_MS:g} ms", statistics.median(p99) <= TARGET_P99_MS,
+    result.target(f"poll p99 ≤ {TARGET_P99_MS:g} ms", statistics.median(p99) <= TARGET_P99_MS,
                  f"median of rounds {statistics.median(p99):.0f} ms, worst {max(p99):.0f} ms")
-    result.check(f"slowdown ≤ {TARGET_SLOWDOWN:.0%}", statistics.median(slowdowns) <= TARGET_SLOWDOWN,
+    result.target(f"slowdown ≤ {TARGET_SLOWDOWN:.0%}", statistics.median(slowdowns) <= TARGET_SLOWDOWN,
                  f"median {statistics.median(slowdowns):+.1%}, worst {max(slowdowns):+.1%}")
 
 
