@@ -11,7 +11,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -57,7 +56,10 @@ class RecordingGate:
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
         self._record("slot")
-        yield
+        try:
+            yield
+        finally:
+            self._record("free")
 
     def pause(self, seconds: float) -> None:
         self._record(("pause", seconds))
@@ -214,8 +216,9 @@ def test_a_429_with_retry_after_pauses_everyone_then_the_retry_succeeds(make_buy
 
     assert purchase.label is not None and purchase.error is None
     assert len(script.requests) == 2
-    # The pause is asked of the gate (for every caller), and the retry waits for it before its call.
-    assert gate.events == ["wait", "slot", ("pause", 2.0), "wait", "slot"]
+    # The slot is given back, the pause asked of the gate (for every caller), and the retry waits for
+    # it before it takes a slot again.
+    assert gate.events == ["wait", "slot", "free", ("pause", 2.0), "wait", "slot", "free"]
 
 
 def test_a_429_pause_on_a_local_gate_delays_the_retry(make_buyer: Callable[..., LabelBuyer]) -> None:
@@ -303,36 +306,13 @@ def test_timeouts_until_the_last_attempt_give_up_naming_the_timeout(make_buyer: 
 # --- the limiter going away ------------------------------------------------------------------------
 
 
-class RecordingPool(ThreadPoolExecutor):
-    """The buyer's pool, keeping the futures it hands out so that a test can look at them."""
-
-    def __init__(self, max_workers: int) -> None:
-        super().__init__(max_workers=max_workers)
-        self.futures: list[Future[Any]] = []
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future = super().submit(fn, *args, **kwargs)
-        self.futures.append(future)
-        return future
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.005)
-
-
-def test_limiter_unavailable_propagates_and_calls_not_yet_started_are_not_made(
+def test_limiter_unavailable_ends_the_chunk_after_the_call_under_way_and_starts_no_other(
     make_buyer: Callable[..., LabelBuyer],
 ) -> None:
-    """Two threads, six orders. Order 2's call is under way when the gate finds Redis gone for
-    order 1: buy_all must raise LimiterUnavailable after order 2's call has finished, and orders
-    4 to 6 (and 3, unless the freed thread picked it up first) must never reach the carrier.
-
-    Everything that would run after the failure waits (up to 5 s) until the last order was
-    cancelled, so a buyer that does not cancel lets those calls through and the test sees them."""
-    pool = RecordingPool(max_workers=2)
-    last_cancelled = lambda: len(pool.futures) == 6 and pool.futures[-1].cancelled()  # noqa: E731
+    """Two lanes, six orders. Order 2's call is under way when the gate finds Redis gone for order 1:
+    buy_all must raise LimiterUnavailable only once order 2's call has finished, and no other order
+    may reach the carrier, not even from the lane that was busy with order 2 when the other failed."""
+    failed = threading.Event()
     second_call_started = threading.Event()
     second_call_finished = threading.Event()
     keys: list[str | None] = []
@@ -344,8 +324,8 @@ def test_limiter_unavailable_propagates_and_calls_not_yet_started_are_not_made(
             keys.append(key)
         if key == "shipment-2":
             second_call_started.set()
-            wait_until(last_cancelled)
-            time.sleep(0.3)  # still under way when the buyer gives the chunk up
+            failed.wait(timeout=5)
+            time.sleep(0.3)  # still under way when the other lane gives the chunk up
             second_call_finished.set()
         return httpx.Response(201, json=label_json(int(str(key).rsplit("-", 1)[1])))
 
@@ -355,34 +335,72 @@ def test_limiter_unavailable_propagates_and_calls_not_yet_started_are_not_made(
         def wait_while_paused(self) -> None:
             if current.shipment_id == 1:
                 second_call_started.wait(timeout=5)
+                failed.set()
                 raise LimiterUnavailable("carrier limiter: Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-            if current.shipment_id != 2:
-                wait_until(last_cancelled)
             super().wait_while_paused()
 
     buyer = make_buyer(
         httpx.MockTransport(carrier), gate=RedisGoneForOrderOne(4), **{"warehouse.carrier_threads_per_process": "2"}
     )
-    buyer.pool.shutdown()
-    buyer.pool = pool
+    buy_one = buyer.buy_one
 
-    def buy_one(order: LabelOrder) -> Purchase:
+    def buy_one_noting_the_order(order: LabelOrder, kept: Any = None) -> Purchase:
         current.shipment_id = order.shipment_id
-        return LabelBuyer.buy_one(buyer, order)
+        return buy_one(order, kept)
 
-    buyer.buy_one = buy_one  # type: ignore[method-assign]
+    buyer.buy_one = buy_one_noting_the_order  # type: ignore[method-assign]
 
     with pytest.raises(LimiterUnavailable, match="Connection refused"):
         buyer.buy_all([order(i) for i in range(1, 7)])
 
-    assert second_call_started.is_set()
     # The call under way was allowed to finish before the chunk was given up (a retry replays it by key).
     assert second_call_finished.is_set(), "buy_all raised while order 2's call was still under way"
-    assert all(future.done() for future in pool.futures)
-    # Orders not yet started were cancelled and never reached the carrier.
-    assert all(future.cancelled() for future in pool.futures[3:])
-    assert "shipment-2" in keys
-    assert set(keys) <= {"shipment-2", "shipment-3"}, keys
+    assert keys == ["shipment-2"]
+
+
+class CountingGate(LocalGate):
+    """A LocalGate that counts the slots taken and given back."""
+
+    def __init__(self, max_in_flight: int) -> None:
+        super().__init__(max_in_flight)
+        self.taken = self.given_back = 0
+        self._count_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        with super().slot():
+            with self._count_lock:
+                self.taken += 1
+            try:
+                yield
+            finally:
+                with self._count_lock:
+                    self.given_back += 1
+
+
+def test_a_lane_keeps_its_slot_from_one_call_to_the_next_and_gives_it_back_at_the_end(
+    make_buyer: Callable[..., LabelBuyer],
+) -> None:
+    stub = make_app(StubConfig(latency_ms=2))
+    gate = CountingGate(3)
+    buyer = make_buyer(httpx.WSGITransport(app=stub), gate=gate, **{"warehouse.carrier_threads_per_process": "3"})
+
+    purchases = buyer.buy_all([order(i) for i in range(1, 31)])
+
+    assert all(purchase.label is not None for purchase in purchases), purchases
+    assert stub.state.stats()["requests"] == 30
+    # Three lanes, one slot each for the whole chunk, all given back: not one slot per call.
+    assert (gate.taken, gate.given_back) == (3, 3)
+
+
+def test_a_lane_gives_its_slot_back_while_it_backs_off(make_buyer: Callable[..., LabelBuyer]) -> None:
+    script = Script(httpx.Response(503, text="down"), httpx.Response(201, json=label_json(15)))
+    gate = RecordingGate()
+
+    purchases = make_buyer(httpx.MockTransport(script), gate=gate).buy_all([order(15)])
+
+    assert purchases[0].label is not None
+    assert gate.events == ["wait", "slot", "free", "wait", "slot", "free"]
 
 
 def test_limiter_unavailable_on_every_call_makes_no_carrier_call(make_buyer: Callable[..., LabelBuyer]) -> None:

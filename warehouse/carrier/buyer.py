@@ -1,18 +1,21 @@
 """Buy many labels at once, as fast as the carrier allows and no faster.
 
 A worker process keeps one ``LabelBuyer``: one pooled HTTP client and one thread pool, shared by every
-chunk the process runs. Each label is one call in the pool, made while holding a slot of the shared
-in-flight limit (``warehouse.carrier.limits``), and retried with backoff while the carrier says "not now".
+chunk the process runs. A chunk's orders are shared out to lanes, one per thread; each label is one
+call, made while the lane holds a slot of the shared in-flight limit (``warehouse.carrier.limits``), and
+retried with backoff while the carrier says "not now".
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,34 +76,120 @@ class LabelBuyer:
         self.pool = ThreadPoolExecutor(max_workers=carrier.threads_per_process, thread_name_prefix="carrier")
 
     def buy_all(self, orders: Sequence[LabelOrder]) -> list[Purchase]:
-        """One purchase per order, in order. Raises if the shared limit cannot be consulted."""
-        futures: list[Future[Purchase]] = [self.pool.submit(self.buy_one, order) for order in orders]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            # Calls not yet started are dropped; those under way finish (a retry replays them by key).
-            for future in futures:
-                future.cancel()
-            wait(futures)
-            raise
+        """One purchase per order, in order. Raises if the shared limit cannot be consulted.
 
-    def buy_one(self, order: LabelOrder) -> Purchase:
+        The orders are shared out to lanes, one per carrier thread: a lane takes a slot and keeps it
+        from one call to the next while the chunk has orders left, and gives it back when it runs out
+        (or backs off). That spares two Redis round trips a call and, across processes, lets a process
+        that is between chunks leave the whole limit to the others: their lanes keep every slot busy
+        instead of both processes winding down and starting up together (docs/benchmarks.md).
+        """
+        queue = _Orders(orders)
+        lanes = [self.pool.submit(self._lane, queue) for _ in range(min(self.carrier.threads_per_process, len(orders)))]
+        # Every lane ends before this returns or raises: on an error, the lane that met it stops the
+        # others from starting another call, and those under way finish (a retry of the chunk replays
+        # them by key). The same if this thread is interrupted (a time limit, a shutdown).
+        try:
+            wait(lanes)
+        except BaseException:
+            queue.stop()
+            wait(lanes)
+            raise
+        for lane in lanes:
+            lane.result()
+        return queue.purchases()
+
+    def _lane(self, queue: _Orders) -> None:
+        kept = _KeptSlot(self.gate)
+        try:
+            while (taken := queue.take()) is not None:
+                number, order = taken
+                queue.done(number, self.buy_one(order, kept))
+        except BaseException:
+            queue.stop()
+            raise
+        finally:
+            kept.let_go()
+
+    def buy_one(self, order: LabelOrder, kept: _KeptSlot | None = None) -> Purchase:
+        """Buy one label, retrying while the carrier says "not now". With ``kept``, the call uses (and
+        leaves held) the lane's slot; without, it takes one for itself and gives it back."""
+        slot = kept or _KeptSlot(self.gate)
+        try:
+            return self._buy(order, slot)
+        finally:
+            if kept is None:
+                slot.let_go()
+
+    def _buy(self, order: LabelOrder, slot: _KeptSlot) -> Purchase:
         last_error: TransientCarrierError | None = None
         for attempt in range(self.carrier.max_attempts):
             if attempt:
+                slot.let_go()  # nobody holds a slot while backing off
                 time.sleep(backoff_seconds(attempt - 1, factor=self.carrier.backoff_seconds, maximum=30))
+            # A pause another worker set while this lane holds its slot is waited out with it held:
+            # nobody calls the carrier during a pause, so the slot is kept from no one who could.
             self.gate.wait_while_paused()
+            slot.hold()
             try:
-                with self.gate.slot():
-                    return Purchase(order.shipment_id, label=self.client.buy_label(order))
+                return Purchase(order.shipment_id, label=self.client.buy_label(order))
             except PermanentCarrierError as error:
                 return Purchase(order.shipment_id, error=str(error))
             except TransientCarrierError as error:
                 last_error = error
                 if error.retry_after:
                     # The carrier asked to be left alone for a while: everyone waits, not just this call.
+                    slot.let_go()
                     self.gate.pause(error.retry_after)
         return Purchase(order.shipment_id, error=f"gave up after {self.carrier.max_attempts} attempts: {last_error}")
+
+
+class _KeptSlot:
+    """A lane's slot of the shared limit, held from one call to the next until let go."""
+
+    def __init__(self, gate: CarrierGate) -> None:
+        self.gate = gate
+        self._held = contextlib.ExitStack()
+        self._holding = False
+
+    def hold(self) -> None:
+        if not self._holding:
+            self._held.enter_context(self.gate.slot())
+            self._holding = True
+
+    def let_go(self) -> None:
+        if self._holding:
+            self._holding = False
+            self._held.close()
+
+
+class _Orders:
+    """A chunk's orders, handed out one at a time to its lanes, and their purchases in order."""
+
+    def __init__(self, orders: Sequence[LabelOrder]) -> None:
+        self._waiting = deque(enumerate(orders))
+        self._purchases: list[Purchase | None] = [None] * len(orders)
+        self._stopped = False
+
+    def take(self) -> tuple[int, LabelOrder] | None:
+        if self._stopped:
+            return None
+        try:
+            return self._waiting.popleft()  # atomic: no two lanes get the same order
+        except IndexError:
+            return None
+
+    def done(self, number: int, purchase: Purchase) -> None:
+        self._purchases[number] = purchase
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def purchases(self) -> list[Purchase]:
+        missing = [number for number, purchase in enumerate(self._purchases) if purchase is None]
+        if missing:  # only if a lane failed, and buy_all raised its error first
+            raise RuntimeError(f"{len(missing)} orders were not bought")
+        return [purchase for purchase in self._purchases if purchase is not None]
 
 
 _buyers: dict[tuple[int, CarrierSettings, str | None], LabelBuyer] = {}
